@@ -1,0 +1,199 @@
+"""The data specifications on disk, and their compiled validators.
+
+A specification is a folder `xsd/<name>/<version>/` whose main file is `<name>.xsd`. Each
+(name, version) compiles once into a `Validator` that checks a whole envelope in one pass:
+the envelope schema and the specification are imported into one schema set, so that the
+envelope's lax `xs:any` body finds the payload's declaration and validates it strictly.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+
+from lxml import etree
+
+from schemas.errors import SchemaViolation, UnknownSpecification, UnknownVersion, WrongNamespace
+from schemas.parsing import line_and_column
+
+XSD_ROOT = Path(__file__).resolve().parent / "xsd"
+ENVELOPE_NS = "urn:zhuhai:govbus:envelope"
+ENVELOPE_SPEC = ("envelope", "1.0")
+
+_NAME = re.compile(r"[a-z][a-z0-9-]{0,63}\Z")
+_VERSION = re.compile(r"[0-9]{1,4}\.[0-9]{1,4}\Z")
+_XS = "{http://www.w3.org/2001/XMLSchema}"
+_CLARK = re.compile(r"\{[^}'\s]*\}(?=\w)")
+_ELEMENT_IN_MESSAGE = re.compile(r"Element '(?:\{[^}]*\})?([^']+)'")
+
+
+def rule_name(type_name: str) -> str:
+    """libxml2's SCHEMAV_CVC_COMPLEX_TYPE_2_4 -> the XSD rule id cvc-complex-type.2.4."""
+    words = type_name.removeprefix("SCHEMAV_").lower().split("_")
+    numbers: list[str] = []
+    while words and words[-1].isdigit():
+        numbers.insert(0, words.pop())
+    return "-".join(words) + "".join("." + n for n in numbers)
+
+
+class Validator:
+    """One data specification version, wrapped in the envelope, compiled.
+
+    Attributes:
+        name, version: the specification.
+        namespace: its target namespace; a payload must be in it.
+        roots: Clark names of its global elements, the payload elements it admits.
+    """
+
+    def __init__(self, name: str, version: str, main: Path, envelope: Path) -> None:
+        self.name = name
+        self.version = version
+        spec = etree.parse(str(main), etree.XMLParser(no_network=True, resolve_entities=False))
+        self.namespace = spec.getroot().get("targetNamespace", "")
+        self.roots = frozenset(
+            f"{{{self.namespace}}}{el.get('name')}" for el in spec.getroot().iterchildren(f"{_XS}element")
+        )
+        imports = {ENVELOPE_NS: envelope.as_uri()}
+        if self.namespace != ENVELOPE_NS:
+            imports[self.namespace] = main.as_uri()
+        driver = (
+            '<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema">'
+            + "".join(
+                f'<xs:import namespace="{ns}" schemaLocation="{uri}"/>' for ns, uri in imports.items()
+            )
+            + "</xs:schema>"
+        )
+        self._schema = etree.XMLSchema(etree.fromstring(driver))
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<Validator {self.name}:{self.version}>"
+
+    def check(self, envelope: etree._Element, data: bytes) -> None:
+        """Validate a parsed envelope whose body should hold one of this specification's roots.
+
+        `data` is the source the envelope was parsed from; it gives errors their column.
+
+        Raises:
+            WrongNamespace: the payload is in another namespace.
+            SchemaViolation: any other rule broken, with rule, line and column of the first.
+        """
+        body = envelope.find(f"{{{ENVELOPE_NS}}}Body")
+        payload = body[0] if body is not None and len(body) else None
+        if (
+            payload is not None
+            and payload.tag not in self.roots
+            and self.namespace != ENVELOPE_NS  # the envelope alone checks headers only
+            and isinstance(payload.tag, str)
+        ):
+            ns = etree.QName(payload).namespace or ""
+            if ns != self.namespace:
+                raise WrongNamespace(
+                    f"payload <{etree.QName(payload).localname}> is in namespace '{ns}', "
+                    f"specification {self.name}:{self.version} requires '{self.namespace}'",
+                    rule="payload-namespace",
+                    line=payload.sourceline,
+                )
+            raise SchemaViolation(
+                f"payload <{etree.QName(payload).localname}> is not an element of "
+                f"specification {self.name}:{self.version}",
+                rule="payload-element",
+                line=payload.sourceline,
+            )
+        # libxml2 schema contexts keep per-validation state: one validation at a time each.
+        with self._lock:
+            if self._schema.validate(envelope):
+                return
+            errors = list(self._schema.error_log)
+        raise _violation(errors, data)
+
+
+def _violation(errors: list[etree._LogEntry], data: bytes) -> SchemaViolation:
+    first = errors[0]
+    column = first.column or _element_column(data, first.line, first.message)
+    message = _CLARK.sub("", first.message.strip())
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more)"
+    error = SchemaViolation(message, rule=rule_name(first.type_name), line=first.line, column=column)
+    error.details = [  # type: ignore[attr-defined]
+        (rule_name(e.type_name), e.line, e.column or _element_column(data, e.line, e.message), _CLARK.sub("", e.message.strip()))
+        for e in errors
+    ]
+    return error
+
+
+def _element_column(data: bytes, line: int, message: str) -> int | None:
+    """libxml2 gives schema errors no column: find the element's start tag on its line."""
+    match = _ELEMENT_IN_MESSAGE.search(message)
+    if not match or line < 1:
+        return None
+    local = match.group(1).encode()
+    start = 0
+    for _ in range(line - 1):
+        start = data.find(b"\n", start) + 1
+        if start == 0:
+            return None
+    end = data.find(b"\n", start)
+    text = data[start : end if end >= 0 else len(data)]
+    found = re.search(rb"<(?:[\w.-]+:)?" + re.escape(local) + rb"[\s/>]", text)
+    return line_and_column(data, start + found.start())[1] if found else None
+
+
+class SchemaSet:
+    """The specifications under one XSD folder, compiled on first use and cached."""
+
+    def __init__(self, root: Path = XSD_ROOT) -> None:
+        self.root = root
+        self._cache: dict[tuple[str, str], Validator] = {}
+        self._lock = threading.Lock()
+
+    def specifications(self) -> list[str]:
+        """Names of the specifications present, envelope excluded."""
+        return sorted(
+            p.name for p in self.root.iterdir() if p.is_dir() and _NAME.match(p.name) and p.name != ENVELOPE_SPEC[0]
+        )
+
+    def versions(self, name: str) -> list[str]:
+        """Versions of `name`, oldest first. Raises UnknownSpecification."""
+        folder = self._folder(name)
+        found = [p.name for p in folder.iterdir() if _VERSION.match(p.name) and (p / f"{name}.xsd").is_file()]
+        return sorted(found, key=lambda v: tuple(int(x) for x in v.split(".")))
+
+    def _folder(self, name: str) -> Path:
+        folder = self.root / name
+        if not _NAME.match(name) or not folder.is_dir():
+            raise UnknownSpecification(f"no data specification named '{name}'")
+        return folder
+
+    def path(self, name: str, version: str) -> Path:
+        """The main XSD file of a specification version."""
+        folder = self._folder(name)
+        main = folder / version / f"{name}.xsd"
+        if not _VERSION.match(version) or not main.is_file():
+            known = ", ".join(self.versions(name)) or "none"
+            raise UnknownVersion(
+                f"specification '{name}' has no version '{version}' (known: {known})"
+            )
+        return main
+
+    def validator(self, name: str, version: str) -> Validator:
+        """The compiled validator of (name, version), compiled once per process.
+
+        Raises:
+            UnknownSpecification, UnknownVersion: no such folder or file.
+        """
+        key = (name, version)
+        found = self._cache.get(key)
+        if found is not None:
+            return found
+        with self._lock:
+            found = self._cache.get(key)
+            if found is None:
+                found = Validator(name, version, self.path(name, version), self.path(*ENVELOPE_SPEC))
+                self._cache[key] = found
+        return found
+
+    def envelope(self) -> Validator:
+        """The envelope on its own: checks headers when the payload's specification is unknown."""
+        return self.validator(*ENVELOPE_SPEC)
