@@ -1,0 +1,96 @@
+"""Composition: what a govbus process is made of, found through entry points.
+
+`bus` may not import `routes`, `adapters` or any later package; they plug in here through
+entry-point groups, and a wrong name fails when the process starts, with the names known:
+
+- `govbus.stages`: stage factories, called with the `Context`;
+- `govbus.outbound`: how a department takes deliveries, called with (Department, Context);
+- `govbus.routing`: where the routing table comes from, called with the Settings;
+- `govbus.commands`: extra CLI command groups.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cached_property
+from importlib.metadata import EntryPoint, entry_points
+from typing import TYPE_CHECKING, Any
+
+from schemas import SafeParser, SchemaSet
+from sqlalchemy import Engine
+
+from bus.config import Settings
+from bus.db import create_schema, make_engine
+from bus.dedup import Deduplicator
+from bus.errors import ConfigError
+from bus.names import Names
+from bus.routing import Department, RoutingTable
+from bus.stage import Stage
+from bus.worker import Worker
+
+if TYPE_CHECKING:
+    from bus.deliver import Outbound
+
+STAGES = ("ingress", "router", "deliver", "deadletter")
+
+
+def plugins(group: str) -> dict[str, EntryPoint]:
+    return {ep.name: ep for ep in entry_points(group=group)}
+
+
+def plugin(group: str, name: str, what: str) -> Any:
+    """Load entry point `name` of `group`. Raises ConfigError naming the known ones."""
+    found = plugins(group)
+    if name not in found:
+        known = ", ".join(sorted(found)) or "none (is govbus installed with pip?)"
+        raise ConfigError(f"unknown {what} {name!r}; known: {known}")
+    return found[name].load()
+
+
+class Context:
+    """What stages and outbounds are built from; one per process. The routing table is read
+    when first needed, so that commands which do not route (dead letters, say) work without it."""
+
+    def __init__(self, settings: Settings, engine: Engine, *, departments: Sequence[str] = ()) -> None:
+        self.settings = settings
+        self.names = Names(settings.prefix)
+        self.engine = engine
+        self.schemas = SchemaSet()
+        self.parser = SafeParser(settings.xml)
+        self.departments = tuple(departments)
+        self._outbounds: dict[str, Outbound] = {}
+
+    @cached_property
+    def table(self) -> RoutingTable:
+        return load_table(self.settings)
+
+    def outbound(self, department: Department) -> Outbound:
+        if department.code not in self._outbounds:
+            factory = plugin("govbus.outbound", department.outbound, f"outbound for department {department.code}")
+            self._outbounds[department.code] = factory(department, self)
+        return self._outbounds[department.code]
+
+    def stages(self, names: Sequence[str]) -> list[Stage]:
+        return [plugin("govbus.stages", n, "stage")(self) for n in names]
+
+    def worker(self, stage_names: Sequence[str]) -> Worker:
+        return Worker(self.settings, self.stages(stage_names), Deduplicator(self.engine), names=self.names)
+
+
+def load_table(settings: Settings) -> RoutingTable:
+    """The routing table, from the declarative file until the catalogue provides it."""
+    return plugin("govbus.routing", "file", "routing source")(settings).load()
+
+
+def open_context(settings: Settings, *, departments: Sequence[str] = ()) -> Context:
+    """Connect the database (creating tables), load the routing table and the schemas.
+
+    Raises:
+        ConfigError: anything that would stop the platform from working, with the fix.
+    """
+    engine = make_engine(settings.database_url)
+    try:
+        create_schema(engine)
+    except Exception as exc:
+        raise ConfigError(f"cannot open the database {engine.url!r}: {exc}") from None
+    return Context(settings, engine, departments=departments)

@@ -1,0 +1,363 @@
+"""The worker: runs stages on one broker connection, and keeps the reliability rules.
+
+For each stage, in batches of what the broker has already sent:
+decode -> skip ids already finished -> handle -> publish outputs (pipelined confirms)
+-> when every output of an input is confirmed (or its effect committed): remember its id,
+then acknowledge it. Inputs are acknowledged in delivery order with one `multiple` ack, and
+never before what they caused is safe. Failures are retried through delay queues with
+exponential backoff, or dead-lettered with their reason; a failed dead-letter publish
+requeues the input rather than lose it. A lost connection is re-established, the topology
+redeclared, and whatever was unacknowledged comes back from the broker.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from bus.broker import Broker, Channel, Incoming
+from bus.config import Settings
+from bus.dedup import Deduplicator
+from bus.errors import Failure, TransientError, Unroutable, failure_of
+from bus.names import Header, Names
+from bus.stage import Delivery, Done, Failed, Forward, Stage
+from bus.topology import Topology
+
+log = logging.getLogger("govbus.worker")
+
+_PRUNE_EVERY = 3600.0
+
+
+class _Pending:
+    """An input not yet acknowledged, and what it is waiting for."""
+
+    __slots__ = ("incoming", "envelope", "outstanding", "remember", "requeue_at", "unroutable", "failing")
+
+    def __init__(self, incoming: Incoming) -> None:
+        self.incoming = incoming
+        self.envelope = None
+        self.outstanding = 0
+        self.remember: str | None = None  # message id to remember once done
+        self.requeue_at: float | None = None
+        self.unroutable: str | None = None
+        self.failing = False  # its retry or dead letter is being published
+
+
+def _now_text() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class StageRunner:
+    """One stage on its own channel: the batch, the confirm window, the acks."""
+
+    def __init__(self, stage: Stage, channel: Channel, settings: Settings, names: Names, dedup: Deduplicator) -> None:
+        self.stage = stage
+        self.channel = channel
+        self.settings = settings
+        self.names = names
+        self.dedup = dedup
+        self.log = logging.getLogger(f"govbus.{stage.name}")
+        self.stats: Counter[str] = Counter()
+        self._batch: list[Incoming] = []
+        self._pending: deque[_Pending] = deque()
+        self._by_seq: dict[int, _Pending] = {}
+        self._requeue_backoff = 0.5
+
+    def start(self, topology: Topology) -> None:
+        self.stage.declare(topology)
+        self.channel.qos(self.settings.prefetch)
+        for queue in self.stage.queues():
+            self.channel.consume(queue, self._receive)
+
+    def _receive(self, incoming: Incoming) -> None:
+        self._batch.append(incoming)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._batch or self._pending)
+
+    def next_due(self) -> float | None:
+        due = [t for t in (self.channel.next_due(), self._pending[0].requeue_at if self._pending else None) if t]
+        return min(due) if due else None
+
+    def flush(self) -> None:
+        """Handle what arrived, take the confirms that came back, acknowledge what is done."""
+        self.channel.tick()
+        if self._batch:
+            batch, self._batch = self._batch, []
+            self._process(batch)
+        self._take_confirms()
+        self._settle()
+
+    # -- processing -------------------------------------------------------------------------
+
+    def _process(self, batch: list[Incoming]) -> None:
+        stage = self.stage
+        live: list[tuple[_Pending, Delivery]] = []
+        in_batch: set[tuple[str, str]] = set()
+        for incoming in batch:
+            pending = _Pending(incoming)
+            self._pending.append(pending)
+            try:
+                delivery = stage.decode(incoming)
+            except Exception as exc:
+                self._fail(pending, exc)
+                continue
+            pending.envelope = delivery.envelope
+            if stage.dedupe and delivery.envelope is not None:
+                key = (incoming.queue, delivery.envelope.message_id)
+                if key in in_batch:
+                    self.stats["duplicates"] += 1
+                    continue
+                in_batch.add(key)
+            live.append((pending, delivery))
+        if stage.dedupe and live:
+            live = self._skip_finished(live)
+        if not live:
+            return
+        try:
+            outcomes = stage.handle([d for _, d in live])
+        except Exception as exc:
+            self.log.warning("batch of %d failed: %s", len(live), exc)
+            outcomes = [Failed(exc)] * len(live)
+        for (pending, delivery), outcome in zip(live, outcomes, strict=True):
+            if isinstance(outcome, Forward):
+                if stage.dedupe and delivery.envelope is not None:
+                    pending.remember = delivery.envelope.message_id
+                for publish in outcome.publishes:
+                    env = publish.envelope
+                    seq = self.channel.publish(
+                        publish.exchange, publish.routing_key, env.body, env.message_id, env.correlation_id, env.headers()
+                    )
+                    self._by_seq[seq] = pending
+                    pending.outstanding += 1
+                self.stats["forwarded"] += 1
+            elif isinstance(outcome, Done):
+                if stage.dedupe and delivery.envelope is not None:
+                    pending.remember = delivery.envelope.message_id
+                self.stats["done"] += 1
+            else:
+                self._fail(pending, outcome.error)
+
+    def _skip_finished(self, live: list[tuple[_Pending, Delivery]]) -> list[tuple[_Pending, Delivery]]:
+        by_queue: dict[str, list[str]] = {}
+        for pending, delivery in live:
+            by_queue.setdefault(pending.incoming.queue, []).append(delivery.envelope.message_id)  # type: ignore[union-attr]
+        try:
+            seen = {(q, m) for q, ids in by_queue.items() for m in self.dedup.seen(q, ids)}
+        except Exception as exc:  # the database is away: nothing can be promised, retry later
+            for pending, _ in live:
+                self._fail(pending, TransientError(f"idempotency store unavailable: {exc}"))
+            return []
+        if not seen:
+            return live
+        self.stats["duplicates"] += len(seen)
+        return [(p, d) for p, d in live if (p.incoming.queue, d.envelope.message_id) not in seen]  # type: ignore[union-attr]
+
+    def _fail(self, pending: _Pending, exc: BaseException) -> None:
+        failure = failure_of(exc)
+        incoming = pending.incoming
+        pending.remember = None
+        if not self.stage.dead_letters:
+            self.log.warning("requeueing a message: %s", failure.describe())
+            self._hold(pending)
+            return
+        try:
+            attempt = int(incoming.headers.get(Header.ATTEMPT) or 0) + 1
+        except (TypeError, ValueError):
+            attempt = 1
+        now = _now_text()
+        headers: dict[str, Any] = dict(incoming.headers)
+        headers.setdefault(Header.ORIGIN_EXCHANGE, incoming.exchange)
+        headers.setdefault(Header.ORIGIN_ROUTING_KEY, incoming.routing_key)
+        headers.setdefault(Header.FIRST_FAILURE, now)
+        headers[Header.LAST_FAILURE] = now
+        headers[Header.ATTEMPT] = attempt
+        headers[Header.LAST_ERROR] = failure.describe()[:1000]
+        message_id = pending.envelope.message_id if pending.envelope is not None else incoming.message_id
+        retry = self.settings.retry
+        if not failure.permanent and attempt < retry.attempts:
+            seq = self.channel.publish_delayed(
+                retry.delay_ms(attempt), incoming.queue, incoming.body, message_id, incoming.correlation_id,
+                headers, self.names.retry_exchange(),
+            )
+            self.stats["retried"] += 1
+        else:
+            headers.update(self._dead_letter_headers(failure, incoming.queue))
+            seq = self.channel.publish(
+                self.names.dead_letter_exchange(), incoming.queue, incoming.body, message_id,
+                incoming.correlation_id, headers,
+            )
+            self.stats["dead_lettered"] += 1
+            self.log.info("dead-lettered %s from %s: %s [%s]", message_id, incoming.queue, failure.describe(), failure.code)
+        pending.failing = True
+        self._by_seq[seq] = pending
+        pending.outstanding += 1
+
+    def _dead_letter_headers(self, failure: Failure, queue: str) -> dict[str, Any]:
+        extra: dict[str, Any] = {
+            Header.REASON: failure.code,
+            Header.REASON_TEXT: failure.message[:1000],
+            Header.STAGE: self.stage.name,
+            Header.QUEUE: queue,
+            Header.DEAD_LETTER_ID: str(uuid.uuid4()),
+        }
+        for name, value in ((Header.RULE, failure.rule), (Header.LINE, failure.line), (Header.COLUMN, failure.column)):
+            if value is not None:
+                extra[name] = value
+        return extra
+
+    def _hold(self, pending: _Pending) -> None:
+        # Requeued messages come straight back: give the cause (a database, say) time to pass.
+        pending.requeue_at = time.monotonic() + self._requeue_backoff
+        self._requeue_backoff = min(self._requeue_backoff * 2, 30.0)
+
+    # -- confirms and acks -----------------------------------------------------------------
+
+    def _take_confirms(self) -> None:
+        for seq, failure in self.channel.take_confirms():
+            pending = self._by_seq.pop(seq, None)
+            if pending is None:
+                continue
+            pending.outstanding -= 1
+            if failure is not None:
+                if failure.startswith("unroutable") and not pending.failing:
+                    pending.unroutable = failure
+                else:  # a nack, or the retry or dead letter itself could not be published
+                    self.log.error("could not publish for %s: %s; requeueing it", pending.incoming.queue, failure)
+                    self._hold(pending)
+            if pending.outstanding == 0 and pending.unroutable and pending.requeue_at is None:
+                reason, pending.unroutable = pending.unroutable, None
+                self._fail(pending, Unroutable(reason))
+
+    def _settle(self) -> None:
+        acks: list[int] = []
+        remember: list[tuple[str, str]] = []
+        now = time.monotonic()
+        pending_queue = self._pending
+        while pending_queue:
+            pending = pending_queue[0]
+            if pending.outstanding:
+                break
+            if pending.requeue_at is not None:
+                if pending.requeue_at > now:
+                    break
+                pending_queue.popleft()
+                self.channel.reject(pending.incoming.tag, requeue=True)
+                self.stats["requeued"] += 1
+                continue
+            pending_queue.popleft()
+            if pending.remember is not None:
+                remember.append((pending.incoming.queue, pending.remember))
+            acks.append(pending.incoming.tag)
+        if remember:
+            try:
+                self.dedup.remember(remember)
+            except Exception as exc:  # the effect is safe; a redelivery may repeat it downstream,
+                self.log.warning("could not record %d finished ids: %s", len(remember), exc)  # where it is caught
+        if acks:
+            self.channel.ack(acks)
+            self._requeue_backoff = 0.5
+
+    def reset(self) -> None:
+        """Forget everything in flight: after a lost connection the broker redelivers it."""
+        self._batch = []
+        self._pending.clear()
+        self._by_seq.clear()
+
+
+class Worker:
+    """Runs stages on one connection until stopped; reconnects when the broker goes away."""
+
+    def __init__(self, settings: Settings, stages: Sequence[Stage], dedup: Deduplicator, *, names: Names | None = None) -> None:
+        self.settings = settings
+        self.stages = list(stages)
+        self.dedup = dedup
+        self.names = names or Names(settings.prefix)
+        self.broker = Broker(settings.broker_url)
+        self.runners: list[StageRunner] = []
+        self._totals: Counter[str] = Counter()
+        self.connected = threading.Event()
+
+    def stats(self) -> dict[str, Counter[str]]:
+        return {r.stage.name: r.stats for r in self.runners}
+
+    def _start(self) -> None:
+        self.broker.connect()
+        self.runners = []
+        declare = self.broker.connection.default_channel  # type: ignore[union-attr]
+        topology = Topology(declare, self.settings, self.names)
+        for stage in self.stages:
+            runner = StageRunner(stage, self.broker.channel(), self.settings, self.names, self.dedup)
+            runner.start(topology)
+            self.runners.append(runner)
+        self.connected.set()
+
+    def run(self, stop: threading.Event | None = None, *, idle_exit: float | None = None, reconnect: bool = True) -> None:
+        """Run until `stop` is set, or, with `idle_exit`, until nothing has happened for that
+        many seconds and nothing is in flight.
+
+        Raises:
+            the broker's connection error, when `reconnect` is False and it cannot connect.
+        """
+        stop = stop or threading.Event()
+        backoff = 0.5
+        while not stop.is_set():
+            try:
+                self._start()
+                backoff = 0.5
+                self._loop(stop, idle_exit)
+                return
+            except self.broker.errors as exc:
+                self.connected.clear()
+                for runner in self.runners:
+                    runner.reset()
+                self.broker.close()
+                if not reconnect:
+                    raise
+                log.warning("broker connection lost (%s); reconnecting in %.1fs", exc or type(exc).__name__, backoff)
+                if stop.wait(backoff):
+                    return
+                backoff = min(backoff * 2, 15.0)
+            finally:
+                if stop.is_set() or not reconnect:
+                    self.broker.close()
+
+    def _loop(self, stop: threading.Event, idle_exit: float | None) -> None:
+        broker = self.broker
+        runners = self.runners
+        burst = self.settings.batch_size
+        last_activity = time.monotonic()
+        next_prune = time.monotonic()
+        while not stop.is_set():
+            now = time.monotonic()
+            timeout = 0.25
+            for runner in runners:
+                due = runner.next_due()
+                if due is not None:
+                    timeout = max(0.0, min(timeout, due - now))
+            got = broker.drain(timeout)
+            if got:
+                events = 1
+                while events < burst and broker.drain(0):
+                    events += 1
+            for runner in runners:
+                runner.flush()
+            broker.heartbeat_check()
+            now = time.monotonic()
+            if got or any(r.busy for r in runners):
+                last_activity = now
+            elif idle_exit is not None and now - last_activity >= idle_exit and all(r.next_due() is None for r in runners):
+                return
+            if now >= next_prune:
+                next_prune = now + _PRUNE_EVERY
+                try:
+                    self.dedup.prune(timedelta(days=self.settings.dedup_days))
+                except Exception as exc:
+                    log.warning("could not prune the idempotency store: %s", exc)

@@ -1,0 +1,24 @@
+"""`govbus routes ...`: the routing table as the platform sees it."""
+
+from __future__ import annotations
+
+import click
+
+from bus.app import load_table
+from bus.config import Settings
+
+
+@click.group()
+def routes() -> None:
+    """The routing table."""
+
+
+@routes.command("show")
+def show() -> None:
+    """Print every resource, its provider and its recipients."""
+    table = load_table(Settings.from_env())
+    click.echo(f"{'RESOURCE':16}  {'SPECIFICATION':14}  {'PROVIDER':10}  RECIPIENTS")
+    for code, resource in sorted(table.resources.items()):
+        recipients = ", ".join(r.subscriber for r in table.routes(code)) or "(none: not delivered)"
+        click.echo(f"{code:16}  {resource.specification:14}  {resource.provider:10}  {recipients}")
+        click.echo(f"{'':16}  {resource.name}")
