@@ -19,6 +19,9 @@ from typing import TYPE_CHECKING, Any
 from schemas import SafeParser, SchemaSet
 from sqlalchemy import Engine
 
+# The modules that define the bus's tables, so that create_schema creates them all.
+import bus.deadletter  # noqa: F401
+import bus.deliver  # noqa: F401
 from bus.config import Settings
 from bus.db import create_schema, make_engine
 from bus.dedup import Deduplicator

@@ -26,6 +26,8 @@ import amqp
 import kombu
 
 from bus.names import Header
+from bus.transport import Publisher
+from bus.transport import Transport as BufferedTransport
 
 # A confirm's outcome: None when the broker took the message, else why it did not.
 Confirm = tuple[int, str | None]
@@ -108,6 +110,7 @@ class AmqpChannel(Channel):
         raw.events["basic_ack"].add(self._on_ack)
         raw.events["basic_nack"].add(self._on_nack)
         raw.events["basic_return"].add(self._on_return)
+        self._publisher = Publisher(raw)
         self._low = 1  # lowest sequence number that may still be unconfirmed
         self._keys: dict[int, tuple[str, str, str]] = {}
         self._returned: dict[tuple[str, str, str], str] = {}
@@ -127,15 +130,7 @@ class AmqpChannel(Channel):
         self.raw.basic_consume(queue=queue, callback=on_message, no_ack=False)
 
     def publish(self, exchange, routing_key, body, message_id, correlation_id, headers):  # type: ignore[no-untyped-def]
-        message = amqp.Message(
-            body,
-            content_type="application/xml",
-            delivery_mode=2,
-            message_id=message_id,
-            correlation_id=correlation_id,
-            application_headers=headers,
-        )
-        self.raw.basic_publish(message, exchange=exchange, routing_key=routing_key, mandatory=True)
+        self._publisher.publish(exchange, routing_key, body, message_id, correlation_id, headers)
         self._seq += 1
         self._keys[self._seq] = (message_id, exchange, routing_key)
         return self._seq
@@ -260,8 +255,10 @@ class Broker:
         self._next_beat = 0.0
 
     def _new(self) -> kombu.Connection:
-        options = {"polling_interval": 0.005} if self.embedded else {}
-        return kombu.Connection(self.url, heartbeat=self.heartbeat, connect_timeout=5, transport_options=options)
+        if self.embedded:
+            return kombu.Connection(self.url, transport_options={"polling_interval": 0.005})
+        transport = BufferedTransport if self.url.startswith("amqp://") else None
+        return kombu.Connection(self.url, heartbeat=self.heartbeat, connect_timeout=5, transport=transport)
 
     def connect(self) -> None:
         if self.connection is None:

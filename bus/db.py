@@ -10,10 +10,10 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sqlalchemy import Engine, MetaData, create_engine, event
+from typing import Any
+
+from sqlalchemy import Connection, Engine, LargeBinary, MetaData, Table, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.sql.dml import Insert
-from sqlalchemy import Table
 
 from bus.errors import ConfigError
 
@@ -58,8 +58,51 @@ def create_schema(engine: Engine) -> None:
     metadata.create_all(engine)
 
 
-def insert_ignoring_duplicates(engine: Engine, table: Table) -> Insert:
-    """INSERT ... ON CONFLICT DO NOTHING, in the engine's dialect: how every idempotent write
-    of the bus is made."""
-    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table).on_conflict_do_nothing()
+class IdempotentInsert:
+    """INSERT ... ON CONFLICT DO NOTHING of many rows: how every idempotent write of the bus
+    is made.
+
+    On PostgreSQL, narrow rows travel as one array per column and are unnested by the server:
+    one statement, a handful of parameters, ~9 µs of client CPU a row where SQLAlchemy's
+    executemany spends ~17 µs. Rows with binary columns do not: psycopg sends bytea arrays as
+    hex text, which cost twice executemany's time. Elsewhere (SQLite) it is executemany.
+    """
+
+    _ARRAY_TYPES = {"VARCHAR": "varchar[]", "TEXT": "text[]", "INTEGER": "integer[]", "BYTEA": "bytea[]",
+                    "TIMESTAMP WITH TIME ZONE": "timestamptz[]", "TIMESTAMP WITHOUT TIME ZONE": "timestamp[]"}
+
+    def __init__(self, engine: Engine, table: Table) -> None:
+        self.table = table
+        self.arrays = engine.dialect.name == "postgresql" and not any(
+            isinstance(c.type, LargeBinary) for c in table.columns
+        )
+        dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+        self._generic = dialect.insert(table).on_conflict_do_nothing()
+        self._dialect = engine.dialect
+        self._statements: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        if not self.arrays:
+            conn.execute(self._generic, rows)
+            return
+        columns = tuple(rows[0])
+        statement = self._statements.get(columns)
+        if statement is None:
+            casts = []
+            for name in columns:
+                kind = self.table.c[name].type.compile(dialect=self._dialect)
+                casts.append(f"CAST(:{name} AS {self._ARRAY_TYPES.get(kind, kind + '[]')})")
+            statement = self._statements[columns] = text(
+                f"INSERT INTO {self.table.name} ({', '.join(columns)}) "
+                f"SELECT * FROM unnest({', '.join(casts)}) ON CONFLICT DO NOTHING"
+            )
+        conn.execute(statement, {name: [row[name] for row in rows] for name in columns})
+
+
+def db_error_text(exc: BaseException) -> str:
+    """The driver's own first line, without SQLAlchemy's echo of the statement and every
+    bound row (which for a batch of deliveries would be megabytes)."""
+    orig = getattr(exc, "orig", None) or exc
+    return f"{type(orig).__name__}: {str(orig).strip().splitlines()[0] if str(orig).strip() else ''}"

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from sqlalchemy import Column, DateTime, Engine, Integer, LargeBinary, String, Table, Text, select, update
 
 from bus.broker import Broker, Incoming, publish_confirmed
-from bus.db import insert_ignoring_duplicates, metadata, utcnow
+from bus.db import IdempotentInsert, metadata, utcnow
 from bus.errors import BusError
 from bus.names import Header, Names
 from bus.stage import DONE, Delivery, Outcome
@@ -123,7 +123,7 @@ class CaptureStage:
     def __init__(self, names: Names, engine: Engine) -> None:
         self.names = names
         self.engine = engine
-        self._insert = insert_ignoring_duplicates(engine, dead_letter)
+        self._insert = IdempotentInsert(engine, dead_letter)
 
     def queues(self) -> list[str]:
         return [self.names.dead_letter_queue()]
@@ -137,7 +137,7 @@ class CaptureStage:
     def handle(self, batch: Sequence[Delivery]) -> list[Outcome]:
         now = utcnow()
         with self.engine.begin() as conn:
-            conn.execute(self._insert, [_row(d.incoming, now) for d in batch])
+            self._insert(conn, [_row(d.incoming, now) for d in batch])
         return [DONE] * len(batch)
 
 

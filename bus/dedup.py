@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from sqlalchemy import Column, DateTime, Engine, String, Table, delete, select
 
-from bus.db import insert_ignoring_duplicates, metadata, utcnow
+from bus.db import IdempotentInsert, metadata, utcnow
 
 processed_message = Table(
     "processed_message",
@@ -27,7 +27,7 @@ processed_message = Table(
 class Deduplicator:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._insert = insert_ignoring_duplicates(engine, processed_message)
+        self._insert = IdempotentInsert(engine, processed_message)
 
     def seen(self, scope: str, ids: Iterable[str]) -> set[str]:
         """Those of `ids` already finished in `scope`: one query for a whole batch."""
@@ -46,7 +46,7 @@ class Deduplicator:
         rows = [{"scope": s, "message_id": m, "processed_at": now} for s, m in pairs]
         if rows:
             with self.engine.begin() as conn:
-                conn.execute(self._insert, rows)
+                self._insert(conn, rows)
 
     def prune(self, keep: timedelta) -> int:
         """Forget ids older than `keep`; returns how many. A redelivery older than that is

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 from sqlalchemy import Column, DateTime, Engine, Integer, LargeBinary, String, Table, UniqueConstraint
 
 from bus.broker import Incoming
-from bus.db import insert_ignoring_duplicates, metadata, utcnow
+from bus.db import IdempotentInsert, db_error_text, metadata, utcnow
 from bus.envelope import Envelope
 from bus.errors import ConfigError, TransientError
 from bus.names import Names
@@ -60,7 +60,7 @@ class InboxOutbound:
     def __init__(self, department: Department, context: Context) -> None:
         self.department = department.code
         self.engine: Engine = context.engine
-        self._insert = insert_ignoring_duplicates(self.engine, inbox)
+        self._insert = IdempotentInsert(self.engine, inbox)
 
     def deliver(self, envelopes: Sequence[Envelope]) -> list[BaseException | None]:
         now = utcnow()
@@ -80,9 +80,9 @@ class InboxOutbound:
         ]
         try:
             with self.engine.begin() as conn:
-                conn.execute(self._insert, rows)
+                self._insert(conn, rows)
         except Exception as exc:  # locked, restarting, unreachable: all worth retrying
-            raise TransientError(f"inbox of {self.department} unavailable: {exc}") from exc
+            raise TransientError(f"inbox of {self.department} unavailable: {db_error_text(exc)}") from exc
         return [None] * len(envelopes)
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from bus.broker import Broker, Channel, Incoming
 from bus.config import Settings
+from bus.db import db_error_text
 from bus.dedup import Deduplicator
 from bus.errors import Failure, TransientError, Unroutable, failure_of
 from bus.names import Header, Names
@@ -153,7 +154,7 @@ class StageRunner:
             seen = {(q, m) for q, ids in by_queue.items() for m in self.dedup.seen(q, ids)}
         except Exception as exc:  # the database is away: nothing can be promised, retry later
             for pending, _ in live:
-                self._fail(pending, TransientError(f"idempotency store unavailable: {exc}"))
+                self._fail(pending, TransientError(f"idempotency store unavailable: {db_error_text(exc)}"))
             return []
         if not seen:
             return live
@@ -188,6 +189,8 @@ class StageRunner:
                 headers, self.names.retry_exchange(),
             )
             self.stats["retried"] += 1
+            self.log.info("retrying %s from %s in %.1fs (attempt %d failed): %s", message_id, incoming.queue,
+                          retry.delay_ms(attempt) / 1000, attempt, failure.describe())
         else:
             headers.update(self._dead_letter_headers(failure, incoming.queue))
             seq = self.channel.publish(
@@ -260,7 +263,7 @@ class StageRunner:
             try:
                 self.dedup.remember(remember)
             except Exception as exc:  # the effect is safe; a redelivery may repeat it downstream,
-                self.log.warning("could not record %d finished ids: %s", len(remember), exc)  # where it is caught
+                self.log.warning("could not record %d finished ids: %s", len(remember), db_error_text(exc))  # where it is caught
         if acks:
             self.channel.ack(acks)
             self._requeue_backoff = 0.5
