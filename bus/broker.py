@@ -119,9 +119,12 @@ class AmqpChannel(Channel):
         def on_message(m: amqp.Message) -> None:
             p = m.properties
             info = m.delivery_info
+            body = m.body
+            if not isinstance(body, bytes):  # py-amqp gives '' for an empty body
+                body = body.encode() if isinstance(body, str) else bytes(body)
             callback(
                 Incoming(
-                    m.body, p.get("message_id"), p.get("correlation_id"),
+                    body, p.get("message_id"), p.get("correlation_id"),
                     p.get("application_headers") or {}, info["delivery_tag"], info["exchange"],
                     info["routing_key"], info["redelivered"], queue,
                 )

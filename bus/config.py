@@ -9,6 +9,7 @@ at start-up with a suggestion, rather than being silently ignored.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -35,9 +36,11 @@ class RetryPolicy:
     def __post_init__(self) -> None:
         if self.attempts < 1:
             raise ConfigError(f"GOVBUS_RETRY_ATTEMPTS must be at least 1, got {self.attempts}")
-        if self.base_delay <= 0 or self.factor < 1 or self.max_delay < self.base_delay:
+        finite = all(math.isfinite(v) for v in (self.base_delay, self.factor, self.max_delay))
+        if not finite or self.base_delay <= 0 or self.factor < 1 or self.max_delay < self.base_delay:
             raise ConfigError(
-                "retry delays must satisfy 0 < GOVBUS_RETRY_BASE_DELAY <= GOVBUS_RETRY_MAX_DELAY"
+                "retry delays must be numbers with 0 < GOVBUS_RETRY_BASE_DELAY <= GOVBUS_RETRY_MAX_DELAY "
+                "and GOVBUS_RETRY_FACTOR >= 1"
             )
 
     def delay_ms(self, attempt: int) -> int:

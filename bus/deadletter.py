@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from sqlalchemy import Column, DateTime, Engine, Integer, LargeBinary, String, Table, Text, select, update
 
 from bus.broker import Broker, Incoming, publish_confirmed
-from bus.db import IdempotentInsert, metadata, utcnow
-from bus.errors import BusError
+from bus.db import IdempotentInsert, db_error_text, metadata, utcnow
+from bus.errors import BusError, TransientError
 from bus.names import Header, Names
-from bus.stage import DONE, Delivery, Outcome
+from bus.stage import DONE, Delivery, Failed, Outcome
 from bus.topology import Topology
 
 if TYPE_CHECKING:
@@ -67,7 +67,20 @@ _FAILURE_HEADERS = {
 }
 
 
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _text(value: Any, limit: int) -> str | None:
+    return None if value is None else str(value)[:limit]
+
+
 def _row(incoming: Incoming, now: datetime) -> dict[str, Any]:
+    """The database row of a dead letter. Never raises: whatever reached the dead-letter
+    queue, however odd its headers, is kept."""
     h = incoming.headers
     if Header.REASON in h:
         reason, text = h[Header.REASON], h.get(Header.REASON_TEXT, "")
@@ -75,7 +88,8 @@ def _row(incoming: Incoming, now: datetime) -> dict[str, Any]:
         dead_letter_id = h.get(Header.DEAD_LETTER_ID) or str(uuid.uuid4())
         queue, stage = h.get(Header.QUEUE), h.get(Header.STAGE)
     else:  # dead-lettered by RabbitMQ itself: over the delivery limit, or rejected
-        death = (h.get("x-death") or [{}])[0]
+        deaths = h.get("x-death")
+        death = deaths[0] if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict) else {}
         cause = str(h.get("x-first-death-reason") or death.get("reason") or "unknown")
         reason = "delivery_limit" if cause == "delivery_limit" else f"broker_{cause}"
         queue = h.get("x-first-death-queue") or death.get("queue")
@@ -89,25 +103,25 @@ def _row(incoming: Incoming, now: datetime) -> dict[str, Any]:
         # the same broker dead-lettering, delivered twice, must be stored once
         dead_letter_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{incoming.message_id}|{queue}|{death.get('time')}|{death.get('count')}"))
     return {
-        "dead_letter_id": dead_letter_id,
-        "message_id": incoming.message_id,
-        "correlation_id": incoming.correlation_id,
-        "sender": h.get(Header.SENDER),
-        "resource": h.get(Header.RESOURCE),
-        "reason": reason,
-        "reason_text": text,
-        "rule": h.get(Header.RULE),
-        "line": h.get(Header.LINE),
-        "column": h.get(Header.COLUMN),
-        "stage": stage,
-        "queue": queue,
-        "attempts": int(h.get(Header.ATTEMPT) or h.get("x-delivery-count") or 1),
-        "origin_exchange": exchange,
-        "origin_routing_key": key,
-        "first_failure": h.get(Header.FIRST_FAILURE),
-        "last_failure": h.get(Header.LAST_FAILURE),
+        "dead_letter_id": _text(dead_letter_id, 64),
+        "message_id": _text(incoming.message_id, 64),
+        "correlation_id": _text(incoming.correlation_id, 64),
+        "sender": _text(h.get(Header.SENDER), 32),
+        "resource": _text(h.get(Header.RESOURCE), 64),
+        "reason": _text(reason, 64),
+        "reason_text": _text(text, 4000) or "",
+        "rule": _text(h.get(Header.RULE), 128),
+        "line": _int(h.get(Header.LINE)),
+        "column": _int(h.get(Header.COLUMN)),
+        "stage": _text(stage, 32),
+        "queue": _text(queue, 200),
+        "attempts": _int(h.get(Header.ATTEMPT)) or _int(h.get("x-delivery-count")) or 1,
+        "origin_exchange": _text(exchange, 200) or "",
+        "origin_routing_key": _text(key, 255) or "",
+        "first_failure": _text(h.get(Header.FIRST_FAILURE), 40),
+        "last_failure": _text(h.get(Header.LAST_FAILURE), 40),
         "headers": json.dumps(h, default=str, ensure_ascii=False),
-        "body": incoming.body,
+        "body": bytes(incoming.body),
         "captured_at": now,
         "status": "pending",
     }
@@ -136,9 +150,22 @@ class CaptureStage:
 
     def handle(self, batch: Sequence[Delivery]) -> list[Outcome]:
         now = utcnow()
-        with self.engine.begin() as conn:
-            self._insert(conn, [_row(d.incoming, now) for d in batch])
+        rows = [_row(d.incoming, now) for d in batch]
+        try:
+            with self.engine.begin() as conn:
+                self._insert(conn, rows)
+        except Exception as exc:
+            if len(rows) == 1:
+                raise TransientError(f"cannot store dead letter: {db_error_text(exc)}") from exc
+            # one odd row must not hold back the others: store them one by one
+            return [self._one(d) for d in batch]
         return [DONE] * len(batch)
+
+    def _one(self, delivery: Delivery) -> Outcome:
+        try:
+            return self.handle([delivery])[0]
+        except Exception as exc:
+            return Failed(exc)
 
 
 def create(context: Context) -> CaptureStage:

@@ -119,13 +119,13 @@ def build_envelope(
     """Wrap one payload element in a new envelope, as a department's system would.
 
     Raises:
-        ValueError: an operation not in OPERATIONS.
+        ValueError: an operation not in OPERATIONS, or a message id that is not a UUID.
     """
     if operation not in OPERATIONS:
         raise ValueError(f"operation must be one of {', '.join(OPERATIONS)}, got {operation!r}")
     if isinstance(payload, etree._Element):
         payload = etree.tostring(payload, encoding="utf-8")
-    message_id = (message_id or new_message_id()).lower()
+    message_id = str(uuid.UUID(message_id)) if message_id else new_message_id()
     created = (created_at or datetime.now(timezone.utc)).isoformat(timespec="milliseconds")
     correlation = (
         f"    <env:CorrelationId>{escape(correlation_id)}</env:CorrelationId>\n" if correlation_id else ""
@@ -167,11 +167,15 @@ def read_envelope(data: bytes, parser: SafeParser, schemas: SchemaSet) -> tuple[
     """
     root = parser.parse(data)
     found: dict[str, str] = {}
-    if root.tag == f"{_E}Envelope" and len(root) and root[0].tag == f"{_E}Header":
-        for child in root[0]:
+    header = root.find(f"{_E}Header") if root.tag == f"{_E}Envelope" else None
+    if header is not None:
+        for child in header:
             name = _FIELDS.get(child.tag)  # type: ignore[arg-type]
-            if name and child.text:
-                found[name] = child.text.strip()
+            if name:
+                # a comment inside a field splits its text: read all of it, as the XSD does
+                value = child.text if not len(child) else "".join(child.itertext())
+                if value:
+                    found[name] = value.strip()
     if any(name not in found for name in _REQUIRED) or found["operation"] not in OPERATIONS:
         # Let the envelope schema say precisely what is wrong, with rule, line and column.
         schemas.envelope().check(root, data)

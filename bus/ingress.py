@@ -50,7 +50,6 @@ class IngressStage:
 
     def decode(self, incoming: Incoming) -> Delivery:
         envelope, root = read_envelope(incoming.body, self.parser, self.schemas)
-        _check_properties(incoming, envelope.message_id, envelope.sender, envelope.resource, envelope.version)
         return Delivery(incoming, envelope, root)
 
     def handle(self, batch: Sequence[Delivery]) -> list[Outcome]:
@@ -60,6 +59,8 @@ class IngressStage:
         env = delivery.envelope
         assert env is not None
         try:
+            # checked here, not in decode, so that the dead letter carries the envelope's id
+            _check_properties(delivery.incoming, env.message_id, env.sender, env.resource, env.version)
             try:
                 resource = self.table.authorise(env.sender, env.resource)
                 validator = self.schemas.validator(resource.specification, env.version)

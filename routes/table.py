@@ -37,9 +37,23 @@ _KEYS = {
 }
 
 
+def _section(origin: str, doc: dict[str, Any], name: str, kind: type) -> Any:
+    value = doc.get(name)
+    if value is None:
+        return kind()
+    if not isinstance(value, kind):
+        shape = "[[subscriptions]] entries (note the double brackets)" if kind is list else f"[{name}.CODE] tables"
+        raise ConfigError(f"{origin}: '{name}' must be written as {shape}")
+    return value
+
+
 def _check_keys(where: str, entry: Any, kind: str) -> dict[str, Any]:
     if not isinstance(entry, dict):
         raise ConfigError(f"{where}: expected a table of keys, got {entry!r}")
+    for key, value in entry.items():
+        expected = dict if key == "settings" else str
+        if not isinstance(value, expected):
+            raise ConfigError(f"{where}: '{key}' must be a {'table' if expected is dict else 'string'}, got {value!r}")
     allowed = _KEYS[kind]
     for key in entry:
         if key not in allowed:
@@ -72,17 +86,17 @@ def parse_table(text: str, origin: str = "routing table", schemas: SchemaSet | N
     known_specs = schemas.specifications()
 
     departments = []
-    for code, entry in (doc.get("departments") or {}).items():
+    for code, entry in _section(origin, doc, "departments", dict).items():
         where = f"{origin}: [departments.{code}]"
         entry = _check_keys(where, entry, "departments")
         if not _DEPARTMENT.match(code):
             raise ConfigError(f"{where}: a department code is 2-32 of A-Z and 0-9")
         departments.append(
-            Department(code, entry["name"], entry.get("outbound", "inbox"), dict(entry.get("settings", {})))
+            Department(code, entry["name"], entry.get("outbound", "inbox"), {k: str(v) for k, v in entry.get("settings", {}).items()})
         )
 
     resources = []
-    for code, entry in (doc.get("resources") or {}).items():
+    for code, entry in _section(origin, doc, "resources", dict).items():
         where = f'{origin}: [resources."{code}"]'
         entry = _check_keys(where, entry, "resources")
         if not _RESOURCE.match(code):
@@ -94,7 +108,7 @@ def parse_table(text: str, origin: str = "routing table", schemas: SchemaSet | N
         resources.append(Resource(code, entry["name"], entry["provider"], entry["specification"]))
 
     routes = []
-    for number, entry in enumerate(doc.get("subscriptions") or [], 1):
+    for number, entry in enumerate(_section(origin, doc, "subscriptions", list), 1):
         entry = _check_keys(f"{origin}: subscription #{number}", entry, "subscriptions")
         routes.append(Route(entry["resource"], entry["subscriber"]))
 
@@ -119,4 +133,6 @@ class FileSource:
             text = self.path.read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"cannot read routing table {self.path}: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"routing table {self.path} is not UTF-8 (byte {exc.start}); save it as UTF-8") from None
         return parse_table(text, str(self.path))

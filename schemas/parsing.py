@@ -7,6 +7,7 @@ possible before it is refused.
 
 from __future__ import annotations
 
+import codecs
 import threading
 from dataclasses import dataclass
 
@@ -41,6 +42,8 @@ def line_and_column(data: bytes, offset: int) -> tuple[int, int]:
     """1-based line and column (in characters) of byte `offset` in `data`."""
     line = data.count(b"\n", 0, offset) + 1
     start = data.rfind(b"\n", 0, offset) + 1
+    if start == 0 and data.startswith(codecs.BOM_UTF8):  # libxml2 does not count the BOM
+        start = len(codecs.BOM_UTF8)
     column = len(data[start:offset].decode("utf-8", "replace")) + 1
     return line, column
 
@@ -57,7 +60,7 @@ class SafeParser:
         self._local = threading.local()
         # "Is there an element at depth max_depth + 1?" in one compiled XPath: libxml2 stops
         # at the first empty step, so a shallow document costs a few microseconds.
-        self._too_deep = etree.XPath("boolean(/" + "/*" * (self.limits.max_depth + 1) + ")")
+        self._too_deep = etree.XPath("boolean(" + "/*" * (self.limits.max_depth + 1) + ")")
 
     def _parser(self) -> etree.XMLParser:
         parser = getattr(self._local, "parser", None)
@@ -90,6 +93,11 @@ class SafeParser:
             root = etree.fromstring(data, self._parser())
         except etree.XMLSyntaxError as exc:
             line, column = exc.position
+            doctype = data.find(b"<!DOCTYPE")
+            if doctype >= 0:
+                # Entity amplification and other DTD tricks can fail the parse before the
+                # DOCTYPE check below: it is the DOCTYPE that is refused, whatever else is wrong.
+                raise _forbidden(data, doctype) from None
             if "Excessive depth" in exc.msg:
                 raise XmlTooDeep(
                     f"elements nested deeper than {self.limits.max_depth}", line=line
@@ -102,17 +110,17 @@ class SafeParser:
             raise MalformedXml(str(exc)) from None
         docinfo = root.getroottree().docinfo
         if docinfo.doctype or docinfo.internalDTD is not None:
-            at = data.find(b"<!DOCTYPE")
-            line, column = line_and_column(data, at) if at >= 0 else (None, None)
-            raise ForbiddenXml(
-                "DOCTYPE declarations are not accepted (no DTDs, no entities)",
-                rule="no-doctype",
-                line=line,
-                column=column,
-            )
+            raise _forbidden(data, data.find(b"<!DOCTYPE"))
         if self._too_deep(root):
             raise XmlTooDeep(f"elements nested deeper than {self.limits.max_depth}")
         return root
+
+
+def _forbidden(data: bytes, at: int) -> ForbiddenXml:
+    line, column = line_and_column(data, at) if at >= 0 else (None, None)
+    return ForbiddenXml(
+        "DOCTYPE declarations are not accepted (no DTDs, no entities)", rule="no-doctype", line=line, column=column
+    )
 
 
 def _strip_position(message: str) -> str:

@@ -28,9 +28,17 @@ _CLARK = re.compile(r"\{[^}'\s]*\}(?=\w)")
 _ELEMENT_IN_MESSAGE = re.compile(r"Element '(?:\{[^}]*\})?([^']+)'")
 
 
+# libxml2 names a few XSD rules its own way; and XSD spells facet names in camel case.
+_LIBXML2_RULES = {"SCHEMAV_ELEMENT_CONTENT": "cvc-complex-type.2.4", "SCHEMAV_ELEMCONT": "cvc-complex-type.2.4"}
+_FACETS = {f.lower(): f for f in ("maxLength", "minLength", "totalDigits", "fractionDigits", "minInclusive",
+                                  "maxInclusive", "minExclusive", "maxExclusive", "whiteSpace")}
+
+
 def rule_name(type_name: str) -> str:
     """libxml2's SCHEMAV_CVC_COMPLEX_TYPE_2_4 -> the XSD rule id cvc-complex-type.2.4."""
-    words = type_name.removeprefix("SCHEMAV_").lower().split("_")
+    if type_name in _LIBXML2_RULES:
+        return _LIBXML2_RULES[type_name]
+    words = [_FACETS.get(w, w) for w in type_name.removeprefix("SCHEMAV_").lower().split("_")]
     numbers: list[str] = []
     while words and words[-1].isdigit():
         numbers.insert(0, words.pop())
@@ -94,41 +102,70 @@ class Validator:
                     f"specification {self.name}:{self.version} requires '{self.namespace}'",
                     rule="payload-namespace",
                     line=payload.sourceline,
+                    column=_start_tag_column(envelope, data, payload),
                 )
             raise SchemaViolation(
                 f"payload <{etree.QName(payload).localname}> is not an element of "
                 f"specification {self.name}:{self.version}",
                 rule="payload-element",
                 line=payload.sourceline,
+                column=_start_tag_column(envelope, data, payload),
             )
         # libxml2 schema contexts keep per-validation state: one validation at a time each.
         with self._lock:
             if self._schema.validate(envelope):
                 return
             errors = list(self._schema.error_log)
-        raise _violation(errors, data)
+        raise _violation(errors, envelope, data)
 
 
-def _violation(errors: list[etree._LogEntry], data: bytes) -> SchemaViolation:
-    first = errors[0]
-    column = first.column or _element_column(data, first.line, first.message)
-    message = _CLARK.sub("", first.message.strip())
-    if len(errors) > 1:
-        message += f" (and {len(errors) - 1} more)"
-    error = SchemaViolation(message, rule=rule_name(first.type_name), line=first.line, column=column)
-    error.details = [  # type: ignore[attr-defined]
-        (rule_name(e.type_name), e.line, e.column or _element_column(data, e.line, e.message), _CLARK.sub("", e.message.strip()))
-        for e in errors
-    ]
+def _violation(errors: list[etree._LogEntry], root: etree._Element, data: bytes) -> SchemaViolation:
+    details = []
+    for entry in errors:
+        line, column = _position(entry, root, data)
+        details.append((rule_name(entry.type_name), line, column, _CLARK.sub("", entry.message.strip())))
+    rule, line, column, message = details[0]
+    if len(details) > 1:
+        message += f" (and {len(details) - 1} more)"
+    error = SchemaViolation(message, rule=rule, line=line, column=column)
+    error.details = details  # type: ignore[attr-defined]
     return error
 
 
-def _element_column(data: bytes, line: int, message: str) -> int | None:
-    """libxml2 gives schema errors no column: find the element's start tag on its line."""
-    match = _ELEMENT_IN_MESSAGE.search(message)
-    if not match or line < 1:
+def _position(entry: etree._LogEntry, root: etree._Element, data: bytes) -> tuple[int, int | None]:
+    """Line and column of a validation error: libxml2 gives a line only, and the element's
+    path; the column is that of the element's start tag."""
+    element = None
+    if entry.path:
+        namespaces = {el.prefix: etree.QName(el).namespace for el in root.iter() if isinstance(el.tag, str) and el.prefix}
+        try:
+            found = root.getroottree().xpath(entry.path, namespaces=namespaces)
+            element = found[0] if found and isinstance(found[0], etree._Element) else None
+        except etree.XPathError:
+            element = None
+    if element is not None and element.sourceline == entry.line:
+        return entry.line, entry.column or _start_tag_column(root, data, element)
+    match = _ELEMENT_IN_MESSAGE.search(entry.message)
+    column = _nth_tag_column(data, entry.line, match.group(1), 0) if match else None
+    return entry.line, entry.column or column
+
+
+def _start_tag_column(root: etree._Element, data: bytes, element: etree._Element) -> int | None:
+    line = element.sourceline or 0
+    local = etree.QName(element).localname
+    # the how-manieth start tag of that name on its line this element is
+    nth = 0
+    for other in root.iter(element.tag):
+        if other is element:
+            break
+        if other.sourceline == line:
+            nth += 1
+    return _nth_tag_column(data, line, local, nth)
+
+
+def _nth_tag_column(data: bytes, line: int, local: str, nth: int) -> int | None:
+    if line < 1:
         return None
-    local = match.group(1).encode()
     start = 0
     for _ in range(line - 1):
         start = data.find(b"\n", start) + 1
@@ -136,8 +173,8 @@ def _element_column(data: bytes, line: int, message: str) -> int | None:
             return None
     end = data.find(b"\n", start)
     text = data[start : end if end >= 0 else len(data)]
-    found = re.search(rb"<(?:[\w.-]+:)?" + re.escape(local) + rb"[\s/>]", text)
-    return line_and_column(data, start + found.start())[1] if found else None
+    found = list(re.finditer(rb"<(?:[\w.-]+:)?" + re.escape(local.encode()) + rb"[\s/>]", text))
+    return line_and_column(data, start + found[nth].start())[1] if nth < len(found) else None
 
 
 class SchemaSet:
