@@ -57,14 +57,15 @@ def _now_text() -> str:
 class StageRunner:
     """One stage on its own channel: the batch, the confirm window, the acks."""
 
-    def __init__(self, stage: Stage, channel: Channel, settings: Settings, names: Names, dedup: Deduplicator) -> None:
+    def __init__(self, stage: Stage, channel: Channel, settings: Settings, names: Names, dedup: Deduplicator,
+                 stats: Counter[str] | None = None) -> None:
         self.stage = stage
         self.channel = channel
         self.settings = settings
         self.names = names
         self.dedup = dedup
         self.log = logging.getLogger(f"govbus.{stage.name}")
-        self.stats: Counter[str] = Counter()
+        self.stats: Counter[str] = Counter() if stats is None else stats
         self._batch: list[Incoming] = []
         self._pending: deque[_Pending] = deque()
         self._by_seq: dict[int, _Pending] = {}
@@ -285,11 +286,13 @@ class Worker:
         self.names = names or Names(settings.prefix)
         self.broker = Broker(settings.broker_url)
         self.runners: list[StageRunner] = []
-        self._totals: Counter[str] = Counter()
+        # per stage, across reconnections
+        self._stats: dict[str, Counter[str]] = {stage.name: Counter() for stage in self.stages}
         self.connected = threading.Event()
 
     def stats(self) -> dict[str, Counter[str]]:
-        return {r.stage.name: r.stats for r in self.runners}
+        """What each stage did: forwarded, done, duplicates, retried, dead_lettered, requeued."""
+        return self._stats
 
     def _start(self) -> None:
         self.broker.connect()
@@ -297,7 +300,7 @@ class Worker:
         declare = self.broker.connection.default_channel  # type: ignore[union-attr]
         topology = Topology(declare, self.settings, self.names)
         for stage in self.stages:
-            runner = StageRunner(stage, self.broker.channel(), self.settings, self.names, self.dedup)
+            runner = StageRunner(stage, self.broker.channel(), self.settings, self.names, self.dedup, self._stats[stage.name])
             runner.start(topology)
             self.runners.append(runner)
         self.connected.set()
