@@ -156,16 +156,20 @@ def build_envelope(
     )
 
 
-def read_envelope(data: bytes, parser: SafeParser, schemas: SchemaSet) -> tuple[Envelope, etree._Element]:
+def read_envelope(
+    data: bytes, parser: SafeParser, schemas: SchemaSet, *, check_depth: bool = True
+) -> tuple[Envelope, etree._Element]:
     """Parse untrusted bytes and read the envelope header; the payload is not validated yet.
 
-    Returns the envelope and the parsed root, for `Validator.check`.
+    Returns the envelope and the parsed root, for `Validator.check`. With `check_depth=False`
+    the depth limit is left to that check (given the parser), which skips it when the
+    specification bounds the depth anyway.
 
     Raises:
         ValidationError: not XML, hostile XML, or not an envelope with a complete header; the
             error names the XSD rule, line and column.
     """
-    root = parser.parse(data)
+    root = parser.parse(data, check_depth=check_depth)
     found: dict[str, str] = {}
     header = root.find(f"{_E}Header") if root.tag == f"{_E}Envelope" else None
     if header is not None:
@@ -178,7 +182,7 @@ def read_envelope(data: bytes, parser: SafeParser, schemas: SchemaSet) -> tuple[
                     found[name] = value.strip()
     if any(name not in found for name in _REQUIRED) or found["operation"] not in OPERATIONS:
         # Let the envelope schema say precisely what is wrong, with rule, line and column.
-        schemas.envelope().check(root, data)
+        schemas.envelope().check(root, data, parser)
         raise SchemaViolation("not a govbus envelope", rule="envelope", line=root.sourceline)
     correlation = found.get("correlation_id")
     return (

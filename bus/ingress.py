@@ -49,7 +49,7 @@ class IngressStage:
         topology.routing()
 
     def decode(self, incoming: Incoming) -> Delivery:
-        envelope, root = read_envelope(incoming.body, self.parser, self.schemas)
+        envelope, root = read_envelope(incoming.body, self.parser, self.schemas, check_depth=False)
         return Delivery(incoming, envelope, root)
 
     def handle(self, batch: Sequence[Delivery]) -> list[Outcome]:
@@ -67,9 +67,9 @@ class IngressStage:
             except (BusError, ValidationError):
                 # A malformed header explains an unknown resource or version better than the
                 # lookup does: report the envelope's own schema violation first, if any.
-                self.schemas.envelope().check(delivery.parsed, env.body)
+                self.schemas.envelope().check(delivery.parsed, env.body, self.parser)
                 raise
-            validator.check(delivery.parsed, env.body)
+            validator.check(delivery.parsed, env.body, self.parser)
         except (BusError, ValidationError) as exc:
             return Failed(exc)
         return Forward((Publish(self._to, env.resource, env),))

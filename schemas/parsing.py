@@ -76,8 +76,11 @@ class SafeParser:
             self._local.parser = parser
         return parser
 
-    def parse(self, data: bytes) -> etree._Element:
+    def parse(self, data: bytes, *, check_depth: bool = True) -> etree._Element:
         """Parse `data` and return its root element.
+
+        With `check_depth=False` the caller owes the depth check: `check_depth(root)`, or a
+        `Validator.check` given this parser, which skips it when the schema bounds the depth.
 
         Raises:
             XmlTooLarge: more than `limits.max_bytes` bytes.
@@ -108,12 +111,21 @@ class SafeParser:
         except ValueError as exc:
             # lxml refuses str input with an encoding declaration and similar misuse.
             raise MalformedXml(str(exc)) from None
-        docinfo = root.getroottree().docinfo
-        if docinfo.doctype or docinfo.internalDTD is not None:
-            raise _forbidden(data, data.find(b"<!DOCTYPE"))
+        # Asking libxml2 costs a microsecond; the bytes tell first whether it is worth asking,
+        # unless the document is in an encoding where "<!DOCTYPE" is not those bytes (UTF-16).
+        doctype = data.find(b"<!DOCTYPE")
+        if doctype >= 0 or not data.lstrip(b" \t\r\n").removeprefix(codecs.BOM_UTF8).startswith(b"<"):
+            docinfo = root.getroottree().docinfo
+            if docinfo.doctype or docinfo.internalDTD is not None:
+                raise _forbidden(data, doctype)
+        if check_depth:
+            self.check_depth(root)
+        return root
+
+    def check_depth(self, root: etree._Element) -> None:
+        """Raises XmlTooDeep if elements nest deeper than `limits.max_depth`."""
         if self._too_deep(root):
             raise XmlTooDeep(f"elements nested deeper than {self.limits.max_depth}")
-        return root
 
 
 def _forbidden(data: bytes, at: int) -> ForbiddenXml:
