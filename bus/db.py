@@ -7,9 +7,10 @@ CPU per row on PostgreSQL here.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-
 from typing import Any
 
 from sqlalchemy import Connection, Engine, LargeBinary, MetaData, Table, create_engine, event, text
@@ -99,6 +100,43 @@ class IdempotentInsert:
                 f"SELECT * FROM unnest({', '.join(casts)}) ON CONFLICT DO NOTHING"
             )
         conn.execute(statement, {name: [row[name] for row in rows] for name in columns})
+
+
+class HeldConnection:
+    """One connection kept open for a stage's frequent small transactions.
+
+    A connection from the pool costs a checkout and a ping (~0.5 ms here) per transaction;
+    on the message path that is latency on every hop. A failed transaction closes the
+    connection, and the next one opens a fresh one.
+    """
+
+    def __init__(self, engine: Engine, setup: list[str] | None = None) -> None:
+        self.engine = engine
+        self.setup = setup or []
+        self._conn: Connection | None = None
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        conn = self._conn
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self._conn = self.engine.connect()
+            for statement in self.setup:
+                conn.exec_driver_sql(statement)
+            conn.commit()
+        try:
+            with conn.begin():
+                yield conn
+        except Exception:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:  # a broken connection may fail to close; it is gone either way
+                pass
+            self._conn = None
 
 
 def db_error_text(exc: BaseException) -> str:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from sqlalchemy import Column, DateTime, Engine, Integer, LargeBinary, String, Table, Text, select, update
 
 from bus.broker import Broker, Incoming, publish_confirmed
-from bus.db import IdempotentInsert, db_error_text, metadata, utcnow
+from bus.db import HeldConnection, IdempotentInsert, db_error_text, metadata, utcnow
 from bus.errors import BusError, TransientError
 from bus.names import Header, Names
 from bus.stage import DONE, Delivery, Failed, Outcome
@@ -138,6 +138,7 @@ class CaptureStage:
         self.names = names
         self.engine = engine
         self._insert = IdempotentInsert(engine, dead_letter)
+        self._held = HeldConnection(engine)
 
     def queues(self) -> list[str]:
         return [self.names.dead_letter_queue()]
@@ -152,7 +153,7 @@ class CaptureStage:
         now = utcnow()
         rows = [_row(d.incoming, now) for d in batch]
         try:
-            with self.engine.begin() as conn:
+            with self._held.transaction() as conn:
                 self._insert(conn, rows)
         except Exception as exc:
             if len(rows) == 1:

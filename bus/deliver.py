@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 from sqlalchemy import Column, DateTime, Engine, Integer, LargeBinary, String, Table, UniqueConstraint
 
 from bus.broker import Incoming
-from bus.db import IdempotentInsert, db_error_text, metadata, utcnow
+from bus.db import HeldConnection, IdempotentInsert, db_error_text, metadata, utcnow
 from bus.envelope import Envelope
 from bus.errors import ConfigError, TransientError
 from bus.names import Names
@@ -61,6 +61,7 @@ class InboxOutbound:
         self.department = department.code
         self.engine: Engine = context.engine
         self._insert = IdempotentInsert(self.engine, inbox)
+        self._held = HeldConnection(self.engine)
 
     def deliver(self, envelopes: Sequence[Envelope]) -> list[BaseException | None]:
         now = utcnow()
@@ -79,7 +80,7 @@ class InboxOutbound:
             for e in envelopes
         ]
         try:
-            with self.engine.begin() as conn:
+            with self._held.transaction() as conn:
                 self._insert(conn, rows)
         except Exception as exc:  # locked, restarting, unreachable: all worth retrying
             raise TransientError(f"inbox of {self.department} unavailable: {db_error_text(exc)}") from exc

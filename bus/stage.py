@@ -62,7 +62,7 @@ class Stage(Protocol):
     """One step of the pipeline, run by a worker as a competing consumer of its queues."""
 
     name: ClassVar[str]
-    #: remember finished message ids per queue, and skip redeliveries of them
+    #: claim message ids per queue, and acknowledge duplicates without handling them
     dedupe: ClassVar[bool]
     #: on failure, retry then dead-letter; if False, the input is requeued instead
     dead_letters: ClassVar[bool]

@@ -1,9 +1,9 @@
 """The worker: runs stages on one broker connection, and keeps the reliability rules.
 
 For each stage, in batches of what the broker has already sent:
-decode -> skip ids already finished -> handle -> publish outputs (pipelined confirms)
--> when every output of an input is confirmed (or its effect committed): remember its id,
-then acknowledge it. Inputs are acknowledged in delivery order with one `multiple` ack, and
+decode -> claim the message ids (duplicates are acknowledged, not handled) -> handle ->
+publish outputs (pipelined confirms) -> when every output of an input is confirmed (or its
+effect committed), acknowledge it. Inputs are acknowledged in delivery order with one `multiple` ack, and
 never before what they caused is safe. Failures are retried through delay queues with
 exponential backoff, or dead-lettered with their reason; a failed dead-letter publish
 requeues the input rather than lose it. A lost connection is re-established, the topology
@@ -38,16 +38,22 @@ _PRUNE_EVERY = 3600.0
 class _Pending:
     """An input not yet acknowledged, and what it is waiting for."""
 
-    __slots__ = ("incoming", "envelope", "outstanding", "remember", "requeue_at", "unroutable", "failing")
+    __slots__ = ("incoming", "envelope", "outstanding", "claimed", "requeue_at", "unroutable", "failing")
 
     def __init__(self, incoming: Incoming) -> None:
         self.incoming = incoming
         self.envelope = None
         self.outstanding = 0
-        self.remember: str | None = None  # message id to remember once done
+        self.claimed = False  # its message id is claimed in its queue's scope
         self.requeue_at: float | None = None
         self.unroutable: str | None = None
         self.failing = False  # its retry or dead letter is being published
+
+
+def _again(incoming: Incoming) -> bool:
+    """Handled again despite a claim: redelivered, retried or replayed."""
+    headers = incoming.headers
+    return incoming.redelivered or bool(headers.get(Header.ATTEMPT)) or Header.REPLAYED_FROM in headers
 
 
 def _now_text() -> str:
@@ -69,6 +75,7 @@ class StageRunner:
         self._batch: list[Incoming] = []
         self._pending: deque[_Pending] = deque()
         self._by_seq: dict[int, _Pending] = {}
+        self._releases: list[tuple[str, str]] = []
         self._requeue_backoff = 0.5
 
     def start(self, topology: Topology) -> None:
@@ -120,7 +127,7 @@ class StageRunner:
                 in_batch.add(key)
             live.append((pending, delivery))
         if stage.dedupe and live:
-            live = self._skip_finished(live)
+            live = self._claim(live)
         if not live:
             return
         try:
@@ -130,8 +137,6 @@ class StageRunner:
             outcomes = [Failed(exc)] * len(live)
         for (pending, delivery), outcome in zip(live, outcomes, strict=True):
             if isinstance(outcome, Forward):
-                if stage.dedupe and delivery.envelope is not None:
-                    pending.remember = delivery.envelope.message_id
                 for publish in outcome.publishes:
                     env = publish.envelope
                     seq = self.channel.publish(
@@ -141,31 +146,33 @@ class StageRunner:
                     pending.outstanding += 1
                 self.stats["forwarded"] += 1
             elif isinstance(outcome, Done):
-                if stage.dedupe and delivery.envelope is not None:
-                    pending.remember = delivery.envelope.message_id
                 self.stats["done"] += 1
             else:
                 self._fail(pending, outcome.error)
 
-    def _skip_finished(self, live: list[tuple[_Pending, Delivery]]) -> list[tuple[_Pending, Delivery]]:
+    def _claim(self, live: list[tuple[_Pending, Delivery]]) -> list[tuple[_Pending, Delivery]]:
         by_queue: dict[str, list[str]] = {}
         for pending, delivery in live:
             by_queue.setdefault(pending.incoming.queue, []).append(delivery.envelope.message_id)  # type: ignore[union-attr]
         try:
-            seen = {(q, m) for q, ids in by_queue.items() for m in self.dedup.seen(q, ids)}
+            new = {(q, m) for q, ids in by_queue.items() for m in self.dedup.claim(q, ids)}
         except Exception as exc:  # the database is away: nothing can be promised, retry later
             for pending, _ in live:
                 self._fail(pending, TransientError(f"idempotency store unavailable: {db_error_text(exc)}"))
             return []
-        if not seen:
-            return live
-        self.stats["duplicates"] += len(seen)
-        return [(p, d) for p, d in live if (p.incoming.queue, d.envelope.message_id) not in seen]  # type: ignore[union-attr]
+        kept = []
+        for pending, delivery in live:
+            incoming = pending.incoming
+            pending.claimed = True
+            if (incoming.queue, delivery.envelope.message_id) in new or _again(incoming):  # type: ignore[union-attr]
+                kept.append((pending, delivery))
+            else:
+                self.stats["duplicates"] += 1
+        return kept
 
     def _fail(self, pending: _Pending, exc: BaseException) -> None:
         failure = failure_of(exc)
         incoming = pending.incoming
-        pending.remember = None
         if not self.stage.dead_letters:
             self.log.warning("requeueing a message: %s", failure.describe())
             self._hold(pending)
@@ -194,6 +201,9 @@ class StageRunner:
                           retry.delay_ms(attempt) / 1000, attempt, failure.describe())
         else:
             headers.update(self._dead_letter_headers(failure, incoming.queue))
+            if pending.claimed and pending.envelope is not None:
+                # so that the sender may send it again, corrected, under the same id
+                self._releases.append((incoming.queue, pending.envelope.message_id))
             seq = self.channel.publish(
                 self.names.dead_letter_exchange(), incoming.queue, incoming.body, message_id,
                 incoming.correlation_id, headers,
@@ -242,7 +252,6 @@ class StageRunner:
 
     def _settle(self) -> None:
         acks: list[int] = []
-        remember: list[tuple[str, str]] = []
         now = time.monotonic()
         pending_queue = self._pending
         while pending_queue:
@@ -257,14 +266,13 @@ class StageRunner:
                 self.stats["requeued"] += 1
                 continue
             pending_queue.popleft()
-            if pending.remember is not None:
-                remember.append((pending.incoming.queue, pending.remember))
             acks.append(pending.incoming.tag)
-        if remember:
+        if self._releases:
+            releases, self._releases = self._releases, []
             try:
-                self.dedup.remember(remember)
-            except Exception as exc:  # the effect is safe; a redelivery may repeat it downstream,
-                self.log.warning("could not record %d finished ids: %s", len(remember), db_error_text(exc))  # where it is caught
+                self.dedup.release(releases)
+            except Exception as exc:  # only a resend under the same id is affected
+                self.log.warning("could not give back %d claims: %s", len(releases), db_error_text(exc))
         if acks:
             self.channel.ack(acks)
             self._requeue_backoff = 0.5
@@ -314,26 +322,28 @@ class Worker:
         """
         stop = stop or threading.Event()
         backoff = 0.5
-        while not stop.is_set():
-            try:
-                self._start()
-                backoff = 0.5
-                self._loop(stop, idle_exit)
-                return
-            except self.broker.errors as exc:
-                self.connected.clear()
-                for runner in self.runners:
-                    runner.reset()
-                self.broker.close()
-                if not reconnect:
-                    raise
-                log.warning("broker connection lost (%s); reconnecting in %.1fs", exc or type(exc).__name__, backoff)
-                if stop.wait(backoff):
+        try:
+            while not stop.is_set():
+                try:
+                    self._start()
+                    backoff = 0.5
+                    self._loop(stop, idle_exit)
                     return
-                backoff = min(backoff * 2, 15.0)
-            finally:
-                if stop.is_set() or not reconnect:
+                except self.broker.errors as exc:
+                    self.connected.clear()
+                    for runner in self.runners:
+                        runner.reset()
                     self.broker.close()
+                    if not reconnect:
+                        raise
+                    log.warning("broker connection lost (%s); reconnecting in %.1fs", exc or type(exc).__name__, backoff)
+                    if stop.wait(backoff):
+                        return
+                    backoff = min(backoff * 2, 15.0)
+        finally:
+            self.connected.clear()
+            self.broker.close()
+            self.dedup.close()
 
     def _loop(self, stop: threading.Event, idle_exit: float | None) -> None:
         broker = self.broker
