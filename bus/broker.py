@@ -25,6 +25,7 @@ from typing import Any
 import amqp
 import kombu
 
+from bus.errors import BrokerRefused
 from bus.names import Header
 from bus.transport import Publisher
 from bus.transport import Transport as BufferedTransport
@@ -255,6 +256,8 @@ class Broker:
         self.connection: kombu.Connection | None = self._new()
         #: exceptions after which reconnecting is the cure
         self.errors: tuple[type[BaseException], ...] = tuple(self.connection.connection_errors) + (OSError,)
+        #: the broker refused an operation (an exchange deleted, say) and closed the channel
+        self.channel_errors: tuple[type[BaseException], ...] = tuple(self.connection.channel_errors)
         self._next_beat = 0.0
 
     def _new(self) -> kombu.Connection:
@@ -311,14 +314,18 @@ def publish_confirmed(
     Raises:
         TimeoutError: the broker did not confirm within `timeout` seconds.
     """
-    seqs = [channel.publish(*m) for m in messages]
-    results: dict[int, str | None] = {}
-    deadline = time.monotonic() + timeout
-    while True:
-        results.update(channel.take_confirms())
-        if all(s in results for s in seqs):
-            return [results[s] for s in seqs]
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError(f"the broker confirmed {len(results)} of {len(seqs)} messages in {timeout:.0f}s")
-        broker.drain(min(remaining, 0.5))
+    try:
+        seqs = [channel.publish(*m) for m in messages]
+        results: dict[int, str | None] = {}
+        deadline = time.monotonic() + timeout
+        while True:
+            results.update(channel.take_confirms())
+            if all(s in results for s in seqs):
+                return [results[s] for s in seqs]
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"the broker confirmed {len(results)} of {len(seqs)} messages in {timeout:.0f}s")
+            broker.drain(min(remaining, 0.5))
+    except broker.channel_errors as exc:
+        hint = "; is the topology declared (govbus topology declare)?" if "NOT_FOUND" in str(exc) else ""
+        raise BrokerRefused(f"the broker refused the publish: {getattr(exc, 'reply_text', exc)}{hint}") from None

@@ -24,7 +24,7 @@ from bus.broker import Broker
 from bus.client import fates, run_embedded, send_files
 from bus.config import Settings
 from bus.deadletter import STATUSES, DeadLetter, DeadLetterStore
-from bus.errors import BusError
+from bus.errors import BrokerRefused, BusError
 from bus.names import Names
 from bus.topology import Topology
 
@@ -353,6 +353,9 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as exc:
         click.echo(f"govbus: error: {exc.format_message()}", err=True)
         return exc.exit_code
+    except BrokerRefused as exc:
+        click.echo(f"govbus: {exc}", err=True)
+        return 1
     except (BusError, ValidationError) as exc:
         click.echo(f"govbus: error: {exc}", err=True)
         return 2

@@ -78,7 +78,7 @@ def _text(value: Any, limit: int) -> str | None:
     return None if value is None else str(value)[:limit]
 
 
-def _row(incoming: Incoming, now: datetime) -> dict[str, Any]:
+def _row(incoming: Incoming, now: datetime, delivery_limit: int) -> dict[str, Any]:
     """The database row of a dead letter. Never raises: whatever reached the dead-letter
     queue, however odd its headers, is kept."""
     h = incoming.headers
@@ -87,6 +87,7 @@ def _row(incoming: Incoming, now: datetime) -> dict[str, Any]:
         exchange, key = h.get(Header.ORIGIN_EXCHANGE, ""), h.get(Header.ORIGIN_ROUTING_KEY, "")
         dead_letter_id = h.get(Header.DEAD_LETTER_ID) or str(uuid.uuid4())
         queue, stage = h.get(Header.QUEUE), h.get(Header.STAGE)
+        attempts = _int(h.get(Header.ATTEMPT))
     else:  # dead-lettered by RabbitMQ itself: over the delivery limit, or rejected
         deaths = h.get("x-death")
         death = deaths[0] if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict) else {}
@@ -100,6 +101,9 @@ def _row(incoming: Incoming, now: datetime) -> dict[str, Any]:
         keys = death.get("routing-keys") or [incoming.routing_key]
         key = str(keys[0])
         stage = None
+        # RabbitMQ 3.10 does not say how often it delivered the message; past the limit
+        # means delivered once more than the limit allows
+        attempts = delivery_limit + 1 if cause == "delivery_limit" else _int(h.get("x-delivery-count"))
         # the same broker dead-lettering, delivered twice, must be stored once
         dead_letter_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{incoming.message_id}|{queue}|{death.get('time')}|{death.get('count')}"))
     return {
@@ -115,7 +119,7 @@ def _row(incoming: Incoming, now: datetime) -> dict[str, Any]:
         "column": _int(h.get(Header.COLUMN)),
         "stage": _text(stage, 32),
         "queue": _text(queue, 200),
-        "attempts": _int(h.get(Header.ATTEMPT)) or _int(h.get("x-delivery-count")) or 1,
+        "attempts": attempts or 1,
         "origin_exchange": _text(exchange, 200) or "",
         "origin_routing_key": _text(key, 255) or "",
         "first_failure": _text(h.get(Header.FIRST_FAILURE), 40),
@@ -134,9 +138,10 @@ class CaptureStage:
     dedupe: ClassVar[bool] = False  # one message may die twice (replayed, failed again)
     dead_letters: ClassVar[bool] = False  # there is no further place to send it: requeue
 
-    def __init__(self, names: Names, engine: Engine) -> None:
+    def __init__(self, names: Names, engine: Engine, delivery_limit: int) -> None:
         self.names = names
         self.engine = engine
+        self.delivery_limit = delivery_limit
         self._insert = IdempotentInsert(engine, dead_letter)
         self._held = HeldConnection(engine)
 
@@ -151,7 +156,7 @@ class CaptureStage:
 
     def handle(self, batch: Sequence[Delivery]) -> list[Outcome]:
         now = utcnow()
-        rows = [_row(d.incoming, now) for d in batch]
+        rows = [_row(d.incoming, now, self.delivery_limit) for d in batch]
         try:
             with self._held.transaction() as conn:
                 self._insert(conn, rows)
@@ -171,7 +176,7 @@ class CaptureStage:
 
 def create(context: Context) -> CaptureStage:
     """Entry point of the `govbus.stages` group."""
-    return CaptureStage(context.names, context.engine)
+    return CaptureStage(context.names, context.engine, context.settings.delivery_limit)
 
 
 @dataclass(frozen=True, slots=True)

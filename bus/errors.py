@@ -57,6 +57,12 @@ class Unroutable(BusError):
     code = "unroutable"
 
 
+class BrokerRefused(BusError):
+    """The broker refused an operation (no such exchange, no permission)."""
+
+    code = "broker_refused"
+
+
 class TransientError(BusError):
     """Worth retrying: the same message may succeed later (adapter down, database locked)."""
 

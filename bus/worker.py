@@ -329,7 +329,9 @@ class Worker:
                     backoff = 0.5
                     self._loop(stop, idle_exit)
                     return
-                except self.broker.errors as exc:
+                except self.broker.errors + self.broker.channel_errors as exc:
+                    # A channel error (an exchange deleted under us, say) is cured the same
+                    # way: a new connection declares the topology again.
                     self.connected.clear()
                     for runner in self.runners:
                         runner.reset()
