@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 # The modules that define the bus's tables, so that create_schema creates them all.
 import bus.deadletter  # noqa: F401
 import bus.deliver  # noqa: F401
+from bus.broker import Broker
 from bus.config import Settings
 from bus.db import create_schema, make_engine
 from bus.dedup import Deduplicator
@@ -29,6 +30,7 @@ from bus.errors import ConfigError
 from bus.names import Names
 from bus.routing import Department, RoutingTable
 from bus.stage import Stage
+from bus.topology import Topology
 from bus.worker import Worker
 
 if TYPE_CHECKING:
@@ -75,6 +77,13 @@ class Context:
 
     def stages(self, names: Sequence[str]) -> list[Stage]:
         return [plugin("govbus.stages", n, "stage")(self) for n in names]
+
+    def declare(self, broker: Broker) -> list[str]:
+        """Declare the whole topology on a connected broker; returns the queue names."""
+        assert broker.connection is not None
+        return Topology(broker.connection.default_channel, self.settings, self.names).everything(
+            d.code for d in self.table.subscribers()
+        )
 
     def worker(self, stage_names: Sequence[str]) -> Worker:
         return Worker(self.settings, self.stages(stage_names), Deduplicator(self.engine), names=self.names)

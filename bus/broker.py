@@ -30,8 +30,10 @@ from bus.names import Header
 from bus.transport import Publisher
 from bus.transport import Transport as BufferedTransport
 
-# A confirm's outcome: None when the broker took the message, else why it did not.
+# A confirm's outcome: None when the broker took the message, else why it did not; the why
+# of a message no queue took starts with UNROUTABLE.
 Confirm = tuple[int, str | None]
+UNROUTABLE = "unroutable"
 
 
 @dataclass(slots=True)
@@ -168,7 +170,7 @@ class AmqpChannel(Channel):
                 continue
             outcome = failure
             if self._returned and key in self._returned:
-                outcome = f"unroutable: no queue bound to exchange '{key[1]}' for routing key '{key[2]}' ({self._returned.pop(key)})"
+                outcome = f"{UNROUTABLE}: no queue bound to exchange '{key[1]}' for routing key '{key[2]}' ({self._returned.pop(key)})"
             self._confirms.append((seq, outcome))
         while self._low <= self._seq and self._low not in self._keys:
             self._low += 1
@@ -207,7 +209,7 @@ class MemoryChannel(Channel):
     def _put(self, exchange: str, routing_key: str, body: bytes, message_id: str,
              correlation_id: str | None, headers: dict[str, Any]) -> str | None:
         if not self._routable(exchange, routing_key):
-            return f"unroutable: no queue bound to exchange '{exchange}' for routing key '{routing_key}'"
+            return f"{UNROUTABLE}: no queue bound to exchange '{exchange}' for routing key '{routing_key}'"
         message = self.raw.prepare_message(
             body,
             content_type="application/xml",

@@ -26,7 +26,6 @@ from bus.config import Settings
 from bus.deadletter import STATUSES, DeadLetter, DeadLetterStore
 from bus.errors import BrokerRefused, BusError
 from bus.names import Names
-from bus.topology import Topology
 
 EMBEDDED_BANNER = (
     "govbus is running on its embedded default: the in-memory broker and SQLite at {db}.\n"
@@ -134,10 +133,7 @@ def topology_declare(ctx: click.Context) -> None:
     context = _context(ctx)
     broker = _connect(context.settings)
     try:
-        assert broker.connection is not None
-        declared = Topology(broker.connection.default_channel, context.settings, context.names).everything(
-            d.code for d in context.table.subscribers()
-        )
+        declared = context.declare(broker)
     finally:
         broker.close()
     for name in declared:

@@ -21,7 +21,6 @@ from bus.deadletter import DeadLetter, DeadLetterStore, dead_letter
 from bus.deliver import inbox
 from bus.envelope import read_envelope
 from bus.names import Header, Names
-from bus.topology import Topology
 
 T = TypeVar("T")
 
@@ -74,10 +73,7 @@ def run_embedded(context: Context, act: Callable[[Broker, Channel], T], *, settl
     broker = Broker(context.settings.broker_url)
     broker.connect()
     try:
-        assert broker.connection is not None
-        Topology(broker.connection.default_channel, context.settings, context.names).everything(
-            d.code for d in context.table.subscribers()
-        )
+        context.declare(broker)
         result = act(broker, broker.channel())
         context.worker(STAGES).run(threading.Event(), idle_exit=settle, reconnect=False)
         return result

@@ -3,8 +3,8 @@
 For each stage, in batches of what the broker has already sent:
 decode -> claim the message ids (duplicates are acknowledged, not handled) -> handle ->
 publish outputs (pipelined confirms) -> when every output of an input is confirmed (or its
-effect committed), acknowledge it. Inputs are acknowledged in delivery order with one `multiple` ack, and
-never before what they caused is safe. Failures are retried through delay queues with
+effect committed), acknowledge it. Inputs are acknowledged in delivery order with one
+`multiple` ack, and never before what they caused is safe. Failures are retried through delay queues with
 exponential backoff, or dead-lettered with their reason; a failed dead-letter publish
 requeues the input rather than lose it. A lost connection is re-established, the topology
 redeclared, and whatever was unacknowledged comes back from the broker.
@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from bus.broker import Broker, Channel, Incoming
+from bus.broker import UNROUTABLE, Broker, Channel, Incoming
 from bus.config import Settings
 from bus.db import db_error_text
 from bus.dedup import Deduplicator
@@ -241,7 +241,7 @@ class StageRunner:
                 continue
             pending.outstanding -= 1
             if failure is not None:
-                if failure.startswith("unroutable") and not pending.failing:
+                if failure.startswith(UNROUTABLE) and not pending.failing:
                     pending.unroutable = failure
                 else:  # a nack, or the retry or dead letter itself could not be published
                     self.log.error("could not publish for %s: %s; requeueing it", pending.incoming.queue, failure)

@@ -34,7 +34,6 @@ from bus.deliver import DeliverStage, Outbound
 from bus.envelope import Envelope
 from bus.errors import BusError, NotAuthorized, TransientError
 from bus.names import Header
-from bus.topology import Topology
 from bus.worker import Worker
 from tests.conftest import inbox_ids, make_settings, running, submit, wait_until
 from tests.samples import person_envelope, random_people
@@ -147,10 +146,7 @@ def declare_everything(context: Context) -> None:
     broker = Broker(context.settings.broker_url)
     broker.connect()
     try:
-        assert broker.connection is not None
-        Topology(broker.connection.default_channel, context.settings, context.names).everything(
-            d.code for d in context.table.subscribers()
-        )
+        context.declare(broker)
     finally:
         broker.close()
 
