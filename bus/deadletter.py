@@ -64,6 +64,7 @@ _FAILURE_HEADERS = {
     Header.ATTEMPT, Header.LAST_ERROR, Header.DELAY, Header.ORIGIN_EXCHANGE, Header.ORIGIN_ROUTING_KEY,
     Header.FIRST_FAILURE, Header.LAST_FAILURE, Header.REASON, Header.REASON_TEXT, Header.RULE, Header.LINE,
     Header.COLUMN, Header.STAGE, Header.QUEUE, Header.DEAD_LETTER_ID, Header.REPLAYED_FROM,
+    Header.POSSIBLE_DUPLICATE,
 }
 
 
@@ -135,7 +136,7 @@ class CaptureStage:
     """Moves dead letters from the queue into the database, idempotently."""
 
     name: ClassVar[str] = "deadletter"
-    dedupe: ClassVar[bool] = False  # one message may die twice (replayed, failed again)
+    dedupe: ClassVar[str | None] = None  # one message may die twice (replayed, failed again)
     dead_letters: ClassVar[bool] = False  # there is no further place to send it: requeue
 
     def __init__(self, names: Names, engine: Engine, delivery_limit: int) -> None:

@@ -1,18 +1,19 @@
-"""Idempotency by message id: a stage claims each message id before it handles it.
+"""Idempotency by message id, in the scope of the queue a message was consumed from (so that
+the router and each subscriber's delivery keep separate accounts). Two ways, by stage:
 
-The scope of a claim is the queue the message was consumed from, so that the router and each
-subscriber's delivery claim separately. Claims for a whole batch are taken in one statement
-(INSERT ... ON CONFLICT DO NOTHING RETURNING), before the batch is handled. A message whose
-id is already claimed in its scope is a duplicate, and is acknowledged without being handled
-again, unless:
+CLAIM, at the entry, where a sender may send the same message twice, at once, to two
+competing workers: claims for a whole batch are taken in one statement (INSERT ... ON CONFLICT
+DO NOTHING RETURNING) before it is handled, and a message whose id is claimed already is a
+duplicate, acknowledged without being handled, unless the broker marks it redelivered
+(whoever claimed it lost its channel before acknowledging: the claim proves nothing), or it
+comes back from a retry or a replay. A message dead-lettered gives its claim back, so that
+its sender may send it again, corrected, under the same id.
 
-- the broker marks it redelivered: whoever claimed it lost its channel before acknowledging,
-  so the claim proves nothing and the message is handled again (a copy its first handling may
-  have published is recognised by the next stage's claim);
-- it comes back from a retry (attempt > 0) or is replayed by an operator.
-
-A message dead-lettered gives its claim back, so that its sender may send it again, corrected,
-with the same id.
+RECORD, inside, where only a redelivery makes a duplicate: ids are recorded after handling,
+before the acknowledgement, batched; only a message that may be a duplicate (redelivered by
+the broker, or marked so by the stage before it, which handled a redelivery) is looked up
+before handling. The rest cost no database round trip on their way: measured here at 500
+msg/s, a lookup per hop took p50 latency end to end from 7 to 18 ms.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import timedelta
 
-from sqlalchemy import Column, DateTime, Engine, String, Table, delete, tuple_
+from sqlalchemy import Column, DateTime, Engine, String, Table, delete, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
-from bus.db import HeldConnection, metadata, utcnow
+from bus.db import HeldConnection, IdempotentInsert, metadata, utcnow
 
 message_claim = Table(
     "message_claim",
@@ -41,6 +42,7 @@ class Deduplicator:
         self.engine = engine
         dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
         self._claim = dialect.insert(message_claim).on_conflict_do_nothing().returning(message_claim.c.message_id)
+        self._record = IdempotentInsert(engine, message_claim)
         # A claim lost in a PostgreSQL crash costs at most a duplicate that the next stage
         # recognises; not waiting for its WAL flush keeps a commit off each hop's latency.
         setup = ["SET synchronous_commit TO off"] if engine.dialect.name == "postgresql" else []
@@ -54,6 +56,23 @@ class Deduplicator:
             return set()
         with self._held.transaction() as conn:
             return set(conn.execute(self._claim, rows).scalars())
+
+    def seen(self, scope: str, ids: Iterable[str]) -> set[str]:
+        """Those of `ids` claimed or recorded in `scope` already."""
+        ids = list(dict.fromkeys(ids))
+        if not ids:
+            return set()
+        query = select(message_claim.c.message_id).where(message_claim.c.scope == scope, message_claim.c.message_id.in_(ids))
+        with self._held.transaction() as conn:
+            return set(conn.execute(query).scalars())
+
+    def record(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """Record (scope, message id) pairs as handled."""
+        now = utcnow()
+        rows = [{"scope": s, "message_id": m, "claimed_at": now} for s, m in dict.fromkeys(pairs)]
+        if rows:
+            with self._held.transaction() as conn:
+                self._record(conn, rows)
 
     def release(self, pairs: Iterable[tuple[str, str]]) -> None:
         """Give back (scope, message id) claims."""

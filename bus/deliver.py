@@ -18,7 +18,7 @@ from bus.envelope import Envelope
 from bus.errors import ConfigError, TransientError
 from bus.names import Names
 from bus.routing import Department
-from bus.stage import DONE, Delivery, Failed, Outcome
+from bus.stage import DONE, RECORD, Delivery, Failed, Outcome
 from bus.topology import Topology
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ class InboxOutbound:
 
 class DeliverStage:
     name: ClassVar[str] = "deliver"
-    dedupe: ClassVar[bool] = True
+    dedupe: ClassVar[str | None] = RECORD
     dead_letters: ClassVar[bool] = True
 
     def __init__(self, names: Names, outbounds: dict[str, Outbound]) -> None:

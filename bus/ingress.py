@@ -20,7 +20,7 @@ from bus.envelope import read_envelope
 from bus.errors import BusError, HeaderMismatch
 from bus.names import Header, Names
 from bus.routing import RoutingTable
-from bus.stage import Delivery, Failed, Forward, Outcome, Publish
+from bus.stage import CLAIM, Delivery, Failed, Forward, Outcome, Publish
 from bus.topology import Topology
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 class IngressStage:
     name: ClassVar[str] = "ingress"
-    dedupe: ClassVar[bool] = True
+    dedupe: ClassVar[str | None] = CLAIM
     dead_letters: ClassVar[bool] = True
 
     def __init__(self, names: Names, table: RoutingTable, schemas: SchemaSet, parser: SafeParser) -> None:

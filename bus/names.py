@@ -85,3 +85,5 @@ class Header:
     QUEUE = "govbus-queue"
     DEAD_LETTER_ID = "govbus-dead-letter-id"
     REPLAYED_FROM = "govbus-replayed-from"
+    # set by a stage on what it publishes while handling a redelivered (or so marked) message
+    POSSIBLE_DUPLICATE = "govbus-possible-duplicate"

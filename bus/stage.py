@@ -57,13 +57,20 @@ class Failed:
 Outcome = Forward | Done | Failed
 DONE = Done()
 
+# How a stage keeps idempotency by message id (see bus.dedup):
+#: the entry, where senders may send a message twice: every id is claimed before handling
+CLAIM = "claim"
+#: inner stages, where only a redelivery makes a duplicate: ids are recorded after handling,
+#: and checked before only for a message that may be a duplicate
+RECORD = "record"
+
 
 class Stage(Protocol):
     """One step of the pipeline, run by a worker as a competing consumer of its queues."""
 
     name: ClassVar[str]
-    #: claim message ids per queue, and acknowledge duplicates without handling them
-    dedupe: ClassVar[bool]
+    #: CLAIM, RECORD or None (no idempotency by message id)
+    dedupe: ClassVar[str | None]
     #: on failure, retry then dead-letter; if False, the input is requeued instead
     dead_letters: ClassVar[bool]
 

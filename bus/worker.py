@@ -1,9 +1,9 @@
 """The worker: runs stages on one broker connection, and keeps the reliability rules.
 
 For each stage, in batches of what the broker has already sent:
-decode -> claim the message ids (duplicates are acknowledged, not handled) -> handle ->
-publish outputs (pipelined confirms) -> when every output of an input is confirmed (or its
-effect committed), acknowledge it. Inputs are acknowledged in delivery order with one
+decode -> look for duplicates by message id (bus.dedup) -> handle -> publish outputs
+(pipelined confirms) -> when every output of an input is confirmed (or its effect committed),
+acknowledge it. Inputs are acknowledged in delivery order with one
 `multiple` ack, and never before what they caused is safe. Failures are retried through delay queues with
 exponential backoff, or dead-lettered with their reason; a failed dead-letter publish
 requeues the input rather than lose it. A lost connection is re-established, the topology
@@ -27,24 +27,33 @@ from bus.db import db_error_text
 from bus.dedup import Deduplicator
 from bus.errors import Failure, TransientError, Unroutable, failure_of
 from bus.names import Header, Names
-from bus.stage import Delivery, Done, Failed, Forward, Stage
+from bus.stage import CLAIM, RECORD, Delivery, Done, Failed, Forward, Stage
 from bus.topology import Topology
 
 log = logging.getLogger("govbus.worker")
 
 _PRUNE_EVERY = 3600.0
+# RECORD stages hold acknowledgements up to this long, to record many ids in one transaction
+_RECORD_DELAY = 0.02
 
 
 class _Pending:
     """An input not yet acknowledged, and what it is waiting for."""
 
-    __slots__ = ("incoming", "envelope", "outstanding", "claimed", "requeue_at", "unroutable", "failing")
+    __slots__ = ("incoming", "envelope", "handled", "outstanding", "claimed", "record", "suspect", "requeue_at",
+                 "unroutable", "failing")
 
     def __init__(self, incoming: Incoming) -> None:
         self.incoming = incoming
         self.envelope = None
+        self.handled = False  # an outcome is decided; never acknowledged before
         self.outstanding = 0
-        self.claimed = False  # its message id is claimed in its queue's scope
+        self.claimed = False  # its message id is claimed in its queue's scope (CLAIM)
+        self.record: str | None = None  # message id to record before the ack (RECORD)
+        # it may be a duplicate: the broker redelivered it, an operator replayed it (work done
+        # before it failed may be done again), or the stage before marked it so
+        headers = incoming.headers
+        self.suspect = incoming.redelivered or Header.POSSIBLE_DUPLICATE in headers or Header.REPLAYED_FROM in headers
         self.requeue_at: float | None = None
         self.unroutable: str | None = None
         self.failing = False  # its retry or dead letter is being published
@@ -76,6 +85,9 @@ class StageRunner:
         self._pending: deque[_Pending] = deque()
         self._by_seq: dict[int, _Pending] = {}
         self._releases: list[tuple[str, str]] = []
+        self._acks: list[int] = []  # done, to acknowledge once their ids are recorded
+        self._records: list[tuple[str, str]] = []
+        self._acks_since = 0.0
         self._requeue_backoff = 0.5
 
     def start(self, topology: Topology) -> None:
@@ -89,10 +101,12 @@ class StageRunner:
 
     @property
     def busy(self) -> bool:
-        return bool(self._batch or self._pending)
+        return bool(self._batch or self._pending or self._acks)
 
     def next_due(self) -> float | None:
         due = [t for t in (self.channel.next_due(), self._pending[0].requeue_at if self._pending else None) if t]
+        if self._acks:
+            due.append(self._acks_since + _RECORD_DELAY)
         return min(due) if due else None
 
     def flush(self) -> None:
@@ -123,11 +137,14 @@ class StageRunner:
                 key = (incoming.queue, delivery.envelope.message_id)
                 if key in in_batch:
                     self.stats["duplicates"] += 1
+                    pending.handled = True
                     continue
                 in_batch.add(key)
             live.append((pending, delivery))
-        if stage.dedupe and live:
+        if stage.dedupe == CLAIM and live:
             live = self._claim(live)
+        elif stage.dedupe == RECORD and live:
+            live = self._check(live)
         if not live:
             return
         try:
@@ -139,8 +156,11 @@ class StageRunner:
             if isinstance(outcome, Forward):
                 for publish in outcome.publishes:
                     env = publish.envelope
+                    headers = env.headers()
+                    if pending.suspect:
+                        headers[Header.POSSIBLE_DUPLICATE] = 1
                     seq = self.channel.publish(
-                        publish.exchange, publish.routing_key, env.body, env.message_id, env.correlation_id, env.headers()
+                        publish.exchange, publish.routing_key, env.body, env.message_id, env.correlation_id, headers
                     )
                     self._by_seq[seq] = pending
                     pending.outstanding += 1
@@ -149,6 +169,10 @@ class StageRunner:
                 self.stats["done"] += 1
             else:
                 self._fail(pending, outcome.error)
+                continue
+            pending.handled = True
+            if stage.dedupe == RECORD:
+                pending.record = delivery.envelope.message_id  # type: ignore[union-attr]
 
     def _claim(self, live: list[tuple[_Pending, Delivery]]) -> list[tuple[_Pending, Delivery]]:
         by_queue: dict[str, list[str]] = {}
@@ -168,10 +192,39 @@ class StageRunner:
                 kept.append((pending, delivery))
             else:
                 self.stats["duplicates"] += 1
+                pending.handled = True
+        return kept
+
+    def _check(self, live: list[tuple[_Pending, Delivery]]) -> list[tuple[_Pending, Delivery]]:
+        by_queue: dict[str, list[str]] = {}
+        for pending, delivery in live:
+            if pending.suspect:
+                by_queue.setdefault(pending.incoming.queue, []).append(delivery.envelope.message_id)  # type: ignore[union-attr]
+        if not by_queue:
+            return live
+        # handled here already, but not yet recorded: still in flight, or waiting to be batched
+        seen = set(self._records)
+        seen.update((p.incoming.queue, p.record) for p in self._pending if p.record is not None)
+        try:
+            seen.update((q, m) for q, ids in by_queue.items() for m in self.dedup.seen(q, ids))
+        except Exception as exc:  # the database is away: the suspects wait, the rest go on
+            for pending, _ in live:
+                if pending.suspect:
+                    self._fail(pending, TransientError(f"idempotency store unavailable: {db_error_text(exc)}"))
+            return [(p, d) for p, d in live if not p.suspect]
+        kept = []
+        for pending, delivery in live:
+            if pending.suspect and (pending.incoming.queue, delivery.envelope.message_id) in seen:  # type: ignore[union-attr]
+                self.stats["duplicates"] += 1
+                pending.handled = True
+            else:
+                kept.append((pending, delivery))
         return kept
 
     def _fail(self, pending: _Pending, exc: BaseException) -> None:
         failure = failure_of(exc)
+        pending.handled = True
+        pending.record = None
         incoming = pending.incoming
         if not self.stage.dead_letters:
             self.log.warning("requeueing a message: %s", failure.describe())
@@ -250,13 +303,17 @@ class StageRunner:
                 reason, pending.unroutable = pending.unroutable, None
                 self._fail(pending, Unroutable(reason))
 
-    def _settle(self) -> None:
-        acks: list[int] = []
+    def finish(self) -> None:
+        """Acknowledge what is done now, without waiting to batch it: the worker is stopping."""
+        self._take_confirms()
+        self._settle(force=True)
+
+    def _settle(self, force: bool = False) -> None:
         now = time.monotonic()
         pending_queue = self._pending
         while pending_queue:
             pending = pending_queue[0]
-            if pending.outstanding:
+            if pending.outstanding or not pending.handled:
                 break
             if pending.requeue_at is not None:
                 if pending.requeue_at > now:
@@ -266,22 +323,37 @@ class StageRunner:
                 self.stats["requeued"] += 1
                 continue
             pending_queue.popleft()
-            acks.append(pending.incoming.tag)
+            if not self._acks:
+                self._acks_since = now
+            self._acks.append(pending.incoming.tag)
+            if pending.record is not None:
+                self._records.append((pending.incoming.queue, pending.record))
         if self._releases:
             releases, self._releases = self._releases, []
             try:
                 self.dedup.release(releases)
             except Exception as exc:  # only a resend under the same id is affected
                 self.log.warning("could not give back %d claims: %s", len(releases), db_error_text(exc))
-        if acks:
-            self.channel.ack(acks)
-            self._requeue_backoff = 0.5
+        if not self._acks:
+            return
+        if self._records:
+            if not force and len(self._acks) < self.settings.batch_size and now - self._acks_since < _RECORD_DELAY:
+                return  # a few more ids in the same transaction
+            try:
+                self.dedup.record(self._records)
+            except Exception as exc:  # the effect is safe; a redelivery may repeat it downstream,
+                self.log.warning("could not record %d handled ids: %s", len(self._records), db_error_text(exc))  # where it is caught
+            self._records = []
+        acks, self._acks = self._acks, []
+        self.channel.ack(acks)
+        self._requeue_backoff = 0.5
 
     def reset(self) -> None:
         """Forget everything in flight: after a lost connection the broker redelivers it."""
         self._batch = []
         self._pending.clear()
         self._by_seq.clear()
+        self._acks, self._records = [], []
 
 
 class Worker:
@@ -348,6 +420,13 @@ class Worker:
             self.dedup.close()
 
     def _loop(self, stop: threading.Event, idle_exit: float | None) -> None:
+        self._turn(stop, idle_exit)
+        # stopping: acknowledge what is done rather than have the broker redeliver it
+        for runner in self.runners:
+            runner.finish()
+        self.broker.drain(0)  # sends the acknowledgements
+
+    def _turn(self, stop: threading.Event, idle_exit: float | None) -> None:
         broker = self.broker
         runners = self.runners
         burst = self.settings.batch_size

@@ -10,7 +10,7 @@ from bus.broker import Incoming
 from bus.envelope import Envelope
 from bus.names import Names
 from bus.routing import RoutingTable
-from bus.stage import DONE, Delivery, Forward, Outcome, Publish
+from bus.stage import DONE, RECORD, Delivery, Forward, Outcome, Publish
 from bus.topology import Topology
 
 if TYPE_CHECKING:
@@ -21,7 +21,7 @@ log = logging.getLogger("govbus.router")
 
 class RouterStage:
     name: ClassVar[str] = "router"
-    dedupe: ClassVar[bool] = True
+    dedupe: ClassVar[str | None] = RECORD
     dead_letters: ClassVar[bool] = True
 
     def __init__(self, names: Names, table: RoutingTable) -> None:
