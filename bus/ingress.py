@@ -43,6 +43,11 @@ class IngressStage:
         return [self.names.ingress_queue()]
 
     def declare(self, topology: Topology) -> None:
+        # Compile every version of every routed specification now: a broken XSD stops the
+        # worker at start, and no message waits for a compilation.
+        for spec in sorted({r.specification for r in self.table.resources.values()}):
+            for version in self.schemas.versions(spec):
+                self.schemas.validator(spec, version)
         topology.dead_letters()
         topology.retry()
         topology.ingress()

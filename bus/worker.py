@@ -12,6 +12,7 @@ redeclared, and whatever was unacknowledged comes back from the broker.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -34,7 +35,7 @@ log = logging.getLogger("govbus.worker")
 
 _PRUNE_EVERY = 3600.0
 # RECORD stages hold acknowledgements up to this long, to record many ids in one transaction
-_RECORD_DELAY = 0.02
+_RECORD_DELAY = 0.1
 
 
 class _Pending:
@@ -57,6 +58,15 @@ class _Pending:
         self.requeue_at: float | None = None
         self.unroutable: str | None = None
         self.failing = False  # its retry or dead letter is being published
+
+
+def _settle_heap() -> None:
+    """Put what the process built to live on (compiled schemas, xmlschema's meta-schema, the
+    routing table, SQLAlchemy's caches) out of the cyclic collector's sight. Measured here: a
+    full collection over it paused a stage for 40-100 ms, the p99 of the whole pipeline."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 20)
 
 
 def _again(incoming: Incoming) -> bool:
@@ -383,6 +393,7 @@ class Worker:
             runner = StageRunner(stage, self.broker.channel(), self.settings, self.names, self.dedup, self._stats[stage.name])
             runner.start(topology)
             self.runners.append(runner)
+        _settle_heap()
         self.connected.set()
 
     def run(self, stop: threading.Event | None = None, *, idle_exit: float | None = None, reconnect: bool = True) -> None:
