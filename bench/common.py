@@ -5,8 +5,13 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
 import random
-import statistics
+import signal
+import subprocess
+import sys
+import tempfile
+import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -14,9 +19,13 @@ from pathlib import Path
 from urllib.parse import quote
 from xml.sax.saxutils import escape
 
+import pika
 import psycopg
+from sqlalchemy import create_engine, text
 
+from bus.broker import Broker, publish_confirmed
 from bus.envelope import Envelope, build_envelope
+from bus.names import Header
 
 MANAGEMENT = "http://127.0.0.1:15672/api"
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -93,7 +102,7 @@ def person_messages(n: int, size: int = 2048, seed: int = 7) -> list[Envelope]:
             ("Address", address), ("Phone", f"139{rng.randint(10000000, 99999999)}"),
             ("MaritalStatus", rng.choice(["10", "20", "21", "30", "40"])), ("RecordUpdatedAt", "2026-11-20T10:15:00+08:00"),
         ]
-        lines = [f'    <p:Person xmlns:p="urn:zhuhai:govbus:person">']
+        lines = ['    <p:Person xmlns:p="urn:zhuhai:govbus:person">']
         lines += [f"      <p:{k}>{escape(v)}</p:{k}>" for k, v in fields]
         lines.append("    </p:Person>")
         payload = "\n".join(lines).encode()
@@ -120,23 +129,8 @@ def bench_line(name: str, ratio: float, target: str, **details: object) -> str:
     return line
 
 
-__all__ = ["ROUTES", "bench_line", "percentile", "person_messages", "scratch_database", "scratch_vhost", "statistics"]
-
 
 # -- processes: govbus workers, and the raw pika baseline ---------------------------------
-
-import os  # noqa: E402
-import signal  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-
-import pika  # noqa: E402
-from sqlalchemy import create_engine, text  # noqa: E402
-
-from bus.broker import Broker, publish_confirmed  # noqa: E402
-from bus.names import Header  # noqa: E402
 
 GOVBUS = str(Path(sys.executable).with_name("govbus"))
 RAW = [sys.executable, "-m", "bench.raw_relay"]

@@ -29,8 +29,10 @@ from bus.names import Names
 
 EMBEDDED_BANNER = (
     "govbus is running on its embedded default: the in-memory broker and SQLite at {db}.\n"
-    "Nothing in flight survives a restart; this mode is for trying the platform out.\n"
-    "Set GOVBUS_BROKER_URL=amqp://... and GOVBUS_DATABASE_URL=postgresql+psycopg://... for production."
+    "Nothing in flight survives a restart, and only this process reaches the broker; this mode is\n"
+    "for trying the platform out (govbus send and govbus demo run the whole flow in their own process).\n"
+    "Set GOVBUS_BROKER_URL=amqp://... and GOVBUS_DATABASE_URL=postgresql+psycopg://... for production.\n"
+    "Stop with Ctrl-C."
 )
 
 
