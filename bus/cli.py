@@ -23,7 +23,7 @@ from bus.app import STAGES, Context, open_context, plugins
 from bus.broker import Broker
 from bus.client import fates, run_embedded, send_files
 from bus.config import Settings
-from bus.deadletter import STATUSES, DeadLetter, DeadLetterStore
+from bus.deadletter import STATUSES, DeadLetterStore
 from bus.errors import BrokerRefused, BusError
 from bus.names import Names
 
@@ -177,7 +177,7 @@ def send(ctx: click.Context, files: tuple[Path, ...]) -> None:
             if fate.delivered_to:
                 parts.append("delivered to " + ", ".join(fate.delivered_to))
             for letter in fate.dead_letters:
-                parts.append(f"dead-lettered (#{letter.id}): {_reason(letter)}")
+                parts.append(f"dead-lettered (#{letter.id}): {letter.explain()}")
             line += " " + ("; ".join(parts) or "accepted (no subscribers)")
         else:
             line += " accepted by the broker"
@@ -186,14 +186,6 @@ def send(ctx: click.Context, files: tuple[Path, ...]) -> None:
         click.echo(line)
     if refused:
         raise Failed(f"{refused} of {len(submissions)} file(s) refused by the broker")
-
-
-def _reason(letter: DeadLetter) -> str:
-    where = ""
-    if letter.line:
-        where = f", line {letter.line}" + (f", column {letter.column}" if letter.column else "")
-    rule = f" [{letter.rule}]" if letter.rule else ""
-    return f"{letter.reason}: {letter.reason_text}{rule}{where}"
 
 
 @cli.group()
@@ -242,7 +234,7 @@ def dlq_show(ctx: click.Context, id: int, no_body: bool) -> None:
     _collect(context)
     d = DeadLetterStore(context.engine).get(id)
     rows = [
-        ("id", d.id), ("status", d.status), ("reason", d.reason), ("explanation", _reason(d)),
+        ("id", d.id), ("status", d.status), ("reason", d.reason), ("explanation", d.explain()),
         ("rule", d.rule), ("line", d.line), ("column", d.column), ("stage", d.stage), ("queue", d.queue),
         ("attempts", d.attempts), ("message id", d.message_id), ("correlation id", d.correlation_id),
         ("sender", d.sender), ("resource", d.resource),

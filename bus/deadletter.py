@@ -209,6 +209,17 @@ class DeadLetter:
     resolved_by: str | None
     resolution: str | None
 
+    def where(self) -> str:
+        """', line L, column C' for XML errors, else ''."""
+        if not self.line:
+            return ""
+        return f", line {self.line}" + (f", column {self.column}" if self.column else "")
+
+    def explain(self) -> str:
+        """One line for people: reason code, text, XSD rule, line and column."""
+        rule = f" [{self.rule}]" if self.rule else ""
+        return f"{self.reason}: {self.reason_text}{rule}{self.where()}"
+
 
 class DeadLetterStore:
     def __init__(self, engine: Engine) -> None:

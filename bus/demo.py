@@ -79,9 +79,8 @@ def run_demo(examples: Path | None = None) -> None:
             echo(f"    delivered to {table.departments[code].name} ({code})")
         for letter in fate.dead_letters:
             dead += 1
-            where = f", line {letter.line}" + (f", column {letter.column}" if letter.column else "") if letter.line else ""
             rule = f" [{letter.rule}]" if letter.rule else ""
-            echo(f"    dead-lettered as #{letter.id} by the {letter.stage} stage: {letter.reason}{rule}{where}")
+            echo(f"    dead-lettered as #{letter.id} by the {letter.stage} stage: {letter.reason}{rule}{letter.where()}")
             echo(f"      {letter.reason_text}")
         if not fate.delivered_to and not fate.dead_letters:
             echo("    accepted; no department subscribes to it")
