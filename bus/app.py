@@ -5,7 +5,7 @@ entry-point groups, and a wrong name fails when the process starts, with the nam
 
 - `govbus.stages`: stage factories, called with the `Context`;
 - `govbus.outbound`: how a department takes deliveries, called with (Department, Context);
-- `govbus.routing`: where the routing table comes from, called with the Settings;
+- `govbus.routing`: where the routing table comes from, called with the Context;
 - `govbus.commands`: extra CLI command groups.
 """
 
@@ -16,7 +16,7 @@ from functools import cached_property
 from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any
 
-from schemas import SafeParser, SchemaSet
+from schemas import Registry, SafeParser, SchemaSet, ValidationError
 from sqlalchemy import Engine
 
 # The modules that define the bus's tables, so that create_schema creates them all.
@@ -60,14 +60,16 @@ class Context:
         self.settings = settings
         self.names = Names(settings.prefix)
         self.engine = engine
-        self.schemas = SchemaSet()
+        self.registry = Registry(engine, settings.data_dir / "xsd")
+        self.schemas = SchemaSet(registry=self.registry)
         self.parser = SafeParser(settings.xml)
         self.departments = tuple(departments)
         self._outbounds: dict[str, Outbound] = {}
 
     @cached_property
     def table(self) -> RoutingTable:
-        return load_table(self.settings)
+        """The routing table, from the declarative file until the catalogue provides it."""
+        return plugin("govbus.routing", "file", "routing source")(self).load()
 
     def outbound(self, department: Department) -> Outbound:
         if department.code not in self._outbounds:
@@ -89,11 +91,6 @@ class Context:
         return Worker(self.settings, self.stages(stage_names), Deduplicator(self.engine), names=self.names)
 
 
-def load_table(settings: Settings) -> RoutingTable:
-    """The routing table, from the declarative file until the catalogue provides it."""
-    return plugin("govbus.routing", "file", "routing source")(settings).load()
-
-
 def open_context(settings: Settings, *, departments: Sequence[str] = ()) -> Context:
     """Connect the database (creating tables), load the routing table and the schemas.
 
@@ -103,6 +100,10 @@ def open_context(settings: Settings, *, departments: Sequence[str] = ()) -> Cont
     engine = make_engine(settings.database_url)
     try:
         create_schema(engine)
+        context = Context(settings, engine, departments=departments)
+        context.registry.bootstrap()
+    except ValidationError:
+        raise
     except Exception as exc:
         raise ConfigError(f"cannot open the database {engine.url!r}: {exc}") from None
-    return Context(settings, engine, departments=departments)
+    return context

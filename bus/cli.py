@@ -21,6 +21,7 @@ from schemas import SafeParser, SchemaSet, ValidationError
 
 from bus.app import STAGES, Context, open_context, plugins
 from bus.broker import Broker
+from bus.cli_schemas import schemas as schemas_commands
 from bus.client import fates, run_embedded, send_files
 from bus.config import Settings
 from bus.deadletter import STATUSES, DeadLetterStore
@@ -318,6 +319,9 @@ def demo(examples: Path | None) -> None:
     run_demo(examples)
 
 
+cli.add_command(schemas_commands, "schemas")
+
+
 def _add_plugin_commands() -> None:
     for name, entry in sorted(plugins("govbus.commands").items()):
         if name not in cli.commands:
@@ -337,11 +341,9 @@ def main(argv: list[str] | None = None) -> int:
         hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
         click.echo(f"govbus: error: {exc.format_message()}{hint}", err=True)
         return 2
-    except Failed as exc:
-        click.echo(f"govbus: {exc.format_message()}", err=True)
-        return exc.exit_code
-    except click.ClickException as exc:
-        click.echo(f"govbus: error: {exc.format_message()}", err=True)
+    except click.ClickException as exc:  # exit 1: the operation failed; else a usage error
+        prefix = "" if exc.exit_code == 1 else "error: "
+        click.echo(f"govbus: {prefix}{exc.format_message()}", err=True)
         return exc.exit_code
     except BrokerRefused as exc:
         click.echo(f"govbus: {exc}", err=True)

@@ -16,6 +16,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, LargeBinary, MetaData, Table, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 
+from schemas.registry import metadata as registry_metadata
+
 from bus.errors import ConfigError
 
 metadata = MetaData()
@@ -55,8 +57,9 @@ def make_engine(url: str) -> Engine:
 
 
 def create_schema(engine: Engine) -> None:
-    """Create missing tables (idempotent)."""
+    """Create missing tables (idempotent): the bus's and the specification registry's."""
     metadata.create_all(engine)
+    registry_metadata.create_all(engine)
 
 
 class IdempotentInsert:

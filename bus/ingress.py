@@ -77,6 +77,8 @@ class IngressStage:
             validator.check(delivery.parsed, env.body, self.parser)
         except (BusError, ValidationError) as exc:
             return Failed(exc)
+        if self.schemas.status(resource.specification, env.version) == "deprecated":
+            self.schemas.count_deprecated(resource.specification, env.version, env.sender)
         return Forward((Publish(self._to, env.resource, env),))
 
 

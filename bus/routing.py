@@ -108,7 +108,7 @@ class RoutingTable:
 
 
 class RoutingSource(Protocol):
-    """Where a process gets its routing table from."""
+    """Where a process gets its routing table from; built from the process's Context."""
 
     def load(self) -> RoutingTable:
         """Read and compile the table. Raises ConfigError when it cannot be used."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from bus.app import load_table
+from bus.app import open_context
 from bus.config import Settings
 
 
@@ -16,7 +16,7 @@ def routes() -> None:
 @routes.command("show")
 def show() -> None:
     """Print every resource, its provider and its recipients."""
-    table = load_table(Settings.from_env())
+    table = open_context(Settings.from_env()).table
     click.echo(f"{'RESOURCE':16}  {'SPECIFICATION':14}  {'PROVIDER':10}  RECIPIENTS")
     for code, resource in sorted(table.resources.items()):
         recipients = ", ".join(r.subscriber for r in table.routes(code)) or "(none: not delivered)"

@@ -21,12 +21,14 @@ import difflib
 import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bus.config import Settings
 from bus.errors import ConfigError
 from bus.routing import Department, Resource, Route, RoutingTable
 from schemas import SchemaSet
+
+if TYPE_CHECKING:
+    from bus.app import Context
 
 _DEPARTMENT = re.compile(r"[A-Z0-9]{2,32}\Z")
 _RESOURCE = re.compile(r"[A-Z0-9][A-Z0-9/\-]{1,63}\Z")
@@ -121,8 +123,9 @@ def parse_table(text: str, origin: str = "routing table", schemas: SchemaSet | N
 class FileSource:
     """The `file` routing source: the TOML file that `GOVBUS_ROUTES` names."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.path: Path | None = settings.routes
+    def __init__(self, context: Context) -> None:
+        self.path: Path | None = context.settings.routes
+        self.schemas = context.schemas
 
     def load(self) -> RoutingTable:
         if self.path is None:
@@ -135,4 +138,4 @@ class FileSource:
             raise ConfigError(f"cannot read routing table {self.path}: {exc.strerror}") from None
         except UnicodeDecodeError as exc:
             raise ConfigError(f"routing table {self.path} is not UTF-8 (byte {exc.start}); save it as UTF-8") from None
-        return parse_table(text, str(self.path))
+        return parse_table(text, str(self.path), self.schemas)

@@ -72,3 +72,25 @@ class UnknownSpecification(ValidationError):
 
 class UnknownVersion(ValidationError):
     code = "unknown_version"
+
+
+class UnpublishedVersion(UnknownVersion):
+    """The version is registered as a draft: not yet for messages."""
+
+    code = "unpublished_version"
+
+
+class InvalidSpecification(ValidationError):
+    """An XSD the registry will not take: hostile, broken, or not a data specification."""
+
+    code = "invalid_specification"
+
+
+class Incompatible(ValidationError):
+    """A new version breaks the compatibility mode of its specification."""
+
+    code = "incompatible_version"
+
+    def __init__(self, message: str, findings: list) -> None:  # type: ignore[type-arg]
+        super().__init__(message)
+        self.findings = findings

@@ -1,285 +1,347 @@
-"""The data specifications on disk, and their compiled validators.
+"""The registry of data specifications: versions, their status, their files, their use.
 
-A specification is a folder `xsd/<name>/<version>/` whose main file is `<name>.xsd`. Each
-(name, version) compiles once into a `Validator` that checks a whole envelope in one pass:
-the envelope schema, with its body narrowed from "one element of any other namespace, lax" to
-"one element of this specification, strict", and the specification it imports. Valid
-messages then cost one libxml2 validation and nothing else; only a failure is looked at
-further, to say what is wrong and where.
+Each version of a specification is a record (draft, published or deprecated, with the
+compatibility mode it was published under) and its XSD files, kept in the database so that
+every worker, on whatever machine, validates against the same bytes; a worker writes them out
+under its own cache folder (`<data dir>/xsd/<name>/<version>/`) when it first needs them. The
+specifications shipped with govbus (`schemas/xsd/`) are registered as published the first
+time a database is opened.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
+import shutil
+import tempfile
 import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
-from lxml import etree
+from sqlalchemy import Column, DateTime, Engine, Integer, LargeBinary, MetaData, String, Table, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
-from schemas.errors import SchemaViolation, UnknownSpecification, UnknownVersion, WrongNamespace
-from schemas.parsing import SafeParser, line_and_column
+from schemas.compat import DEFAULT_MODE, MODES, Finding, check
+from schemas.errors import Incompatible, InvalidSpecification, UnknownSpecification, UnknownVersion
+from schemas.model import Model, load_model
+from schemas.safety import inspect_specification
 
 XSD_ROOT = Path(__file__).resolve().parent / "xsd"
 ENVELOPE_NS = "urn:zhuhai:govbus:envelope"
-ENVELOPE_SPEC = ("envelope", "1.0")
+ENVELOPE = "envelope"
+STATUSES = ("draft", "published", "deprecated")
+NAME = re.compile(r"[a-z][a-z0-9-]{0,63}\Z")
+VERSION = re.compile(r"[0-9]{1,4}\.[0-9]{1,4}\Z")
 
-_NAME = re.compile(r"[a-z][a-z0-9-]{0,63}\Z")
-_VERSION = re.compile(r"[0-9]{1,4}\.[0-9]{1,4}\Z")
-_XS = "{http://www.w3.org/2001/XMLSchema}"
-_CLARK = re.compile(r"\{[^}'\s]*\}(?=\w)")
-_BODY = f"{{{ENVELOPE_NS}}}Body"
-_ELEMENT_IN_MESSAGE = re.compile(r"Element '(?:\{[^}]*\})?([^']+)'")
+metadata = MetaData()
 
+specification_version = Table(
+    "specification_version",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("version", String(16), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("mode", String(32), nullable=False),
+    Column("namespace", String(255), nullable=False),
+    Column("main_file", String(255), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("registered_at", DateTime(timezone=True), nullable=False),
+    Column("registered_by", String(64), nullable=False),
+    Column("published_at", DateTime(timezone=True)),
+    Column("deprecated_at", DateTime(timezone=True)),
+)
 
-# libxml2 names a few XSD rules its own way; and XSD spells facet names in camel case.
-_LIBXML2_RULES = {"SCHEMAV_ELEMENT_CONTENT": "cvc-complex-type.2.4", "SCHEMAV_ELEMCONT": "cvc-complex-type.2.4"}
-_FACETS = {f.lower(): f for f in ("maxLength", "minLength", "totalDigits", "fractionDigits", "minInclusive",
-                                  "maxInclusive", "minExclusive", "maxExclusive", "whiteSpace")}
+specification_file = Table(
+    "specification_file",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("version", String(16), primary_key=True),
+    Column("filename", String(255), primary_key=True),
+    Column("content", LargeBinary, nullable=False),
+)
 
-
-def rule_name(type_name: str) -> str:
-    """libxml2's SCHEMAV_CVC_COMPLEX_TYPE_2_4 -> the XSD rule id cvc-complex-type.2.4."""
-    if type_name in _LIBXML2_RULES:
-        return _LIBXML2_RULES[type_name]
-    words = [_FACETS.get(w, w) for w in type_name.removeprefix("SCHEMAV_").lower().split("_")]
-    numbers: list[str] = []
-    while words and words[-1].isdigit():
-        numbers.insert(0, words.pop())
-    return "-".join(words) + "".join("." + n for n in numbers)
-
-
-_LAX_BODY = b'<xs:any namespace="##other" processContents="lax" minOccurs="1" maxOccurs="1"/>'
-
-
-def _specialised_envelope(envelope: Path, spec: tuple[str, Path] | None) -> etree._ElementTree:
-    """The envelope schema, its body narrowed to the specification's elements, validated
-    strictly: one XSD pass then checks header, payload namespace and payload together."""
-    text = envelope.read_bytes()
-    if spec is not None:
-        namespace, main = spec
-        if _LAX_BODY not in text:
-            raise RuntimeError(f"{envelope} no longer declares its body as {_LAX_BODY.decode()}")
-        strict = f'<xs:any namespace="{namespace}" processContents="strict" minOccurs="1" maxOccurs="1"/>'
-        text = text.replace(_LAX_BODY, strict.encode())
-        opening = text.index(b">", text.index(b"<xs:schema")) + 1
-        text = text[:opening] + f'<xs:import namespace="{namespace}" schemaLocation="{main.as_uri()}"/>'.encode() + text[opening:]
-    return etree.fromstring(text, etree.XMLParser(no_network=True, resolve_entities=False), base_url=envelope.as_uri()).getroottree()
-
-
-def schema_depth(main: Path) -> int | None:
-    """How deep a document valid against the XSD `main` can be, root included; None when
-    unbounded (recursive types or wildcards). Worked out once, off the message path, with
-    xmlschema's component model."""
-    import xmlschema  # slow to import and to build; only ever here
-    from xmlschema.validators import XsdAnyElement
-
-    schema = xmlschema.XMLSchema(str(main), allow="sandbox")
-
-    def depth(element: object, path: frozenset[int]) -> int | None:
-        if id(element) in path:
-            return None
-        kind = element.type  # type: ignore[attr-defined]
-        if kind.is_simple() or kind.has_simple_content() or kind.content is None:
-            return 1
-        deepest = 0
-        for child in kind.content.iter_elements():
-            if isinstance(child, XsdAnyElement):
-                return None
-            below = depth(child, path | {id(element)})
-            if below is None:
-                return None
-            deepest = max(deepest, below)
-        return 1 + deepest
-
-    depths = [depth(el, frozenset()) for el in schema.elements.values()]
-    return None if not depths or None in depths else max(d for d in depths if d is not None)
+deprecated_use = Table(
+    "deprecated_use",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("version", String(16), primary_key=True),
+    Column("sender", String(32), primary_key=True),
+    Column("messages", Integer, nullable=False),
+    Column("first_seen", DateTime(timezone=True), nullable=False),
+    Column("last_seen", DateTime(timezone=True), nullable=False),
+)
 
 
-class Validator:
-    """One data specification version, wrapped in the envelope, compiled.
-
-    Attributes:
-        name, version: the specification.
-        namespace: its target namespace; a payload must be in it.
-        roots: Clark names of its global elements, the payload elements it admits.
-        max_depth: how deep a valid envelope of it can be (None: unbounded).
-    """
-
-    def __init__(self, name: str, version: str, main: Path, envelope: Path) -> None:
-        self.name = name
-        self.version = version
-        spec = etree.parse(str(main), etree.XMLParser(no_network=True, resolve_entities=False))
-        self.namespace = spec.getroot().get("targetNamespace", "")
-        self.envelope_only = self.namespace == ENVELOPE_NS
-        self.roots = frozenset(
-            f"{{{self.namespace}}}{el.get('name')}" for el in spec.getroot().iterchildren(f"{_XS}element")
-        )
-        self._schema = etree.XMLSchema(_specialised_envelope(envelope, None if self.envelope_only else (self.namespace, main)))
-        self._lock = threading.Lock()
-        # Envelope/Header/field is 3 deep, Envelope/Body/payload... is 2 + the payload's depth.
-        payload = None if self.envelope_only else schema_depth(main)
-        self.max_depth = None if payload is None else max(3, 2 + payload)
-
-    def __repr__(self) -> str:
-        return f"<Validator {self.name}:{self.version}>"
-
-    def check(self, envelope: etree._Element, data: bytes, parser: SafeParser | None = None) -> None:
-        """Validate a parsed envelope whose body should hold one of this specification's roots.
-
-        `data` is the source the envelope was parsed from; it gives errors their column.
-        `parser`, if given, is the parser that read it with `check_depth=False`: its depth
-        limit is enforced here, for free when the schema itself bounds the depth below it.
-
-        Raises:
-            XmlTooDeep: deeper than the parser's limit.
-            WrongNamespace: the payload is in another namespace.
-            SchemaViolation: any other rule broken, with rule, line and column of the first.
-        """
-        if parser is not None and (self.max_depth is None or self.max_depth > parser.limits.max_depth):
-            parser.check_depth(envelope)
-        # libxml2 schema contexts keep per-validation state: one validation at a time each.
-        with self._lock:
-            if self._schema.validate(envelope):
-                return
-            errors = list(self._schema.error_log)
-        if parser is not None and self.max_depth is not None:
-            parser.check_depth(envelope)  # too deep, and invalid because of it: say so
-        body = envelope.find(_BODY)
-        payload = body[0] if body is not None and len(body) else None
-        if payload is not None and payload.tag not in self.roots and not self.envelope_only:
-            self._wrong_payload(envelope, data, payload)
-        raise _violation(errors, envelope, data)
-
-    def _wrong_payload(self, envelope: etree._Element, data: bytes, payload: etree._Element) -> None:
-        if not isinstance(payload.tag, str):  # a comment or PI first: the schema will say
-            return
-        ns = etree.QName(payload).namespace or ""
-        where = {"line": payload.sourceline, "column": _start_tag_column(envelope, data, payload)}
-        if ns != self.namespace:
-            raise WrongNamespace(
-                f"payload <{etree.QName(payload).localname}> is in namespace '{ns}', "
-                f"specification {self.name}:{self.version} requires '{self.namespace}'",
-                rule="payload-namespace", **where,
-            )
-        raise SchemaViolation(
-            f"payload <{etree.QName(payload).localname}> is not an element of "
-            f"specification {self.name}:{self.version}",
-            rule="payload-element", **where,
-        )
+def version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
 
 
-def _violation(errors: list[etree._LogEntry], root: etree._Element, data: bytes) -> SchemaViolation:
-    details = []
-    for entry in errors:
-        line, column = _position(entry, root, data)
-        details.append((rule_name(entry.type_name), line, column, _CLARK.sub("", entry.message.strip())))
-    rule, line, column, message = details[0]
-    if len(details) > 1:
-        message += f" (and {len(details) - 1} more)"
-    error = SchemaViolation(message, rule=rule, line=line, column=column)
-    error.details = details  # type: ignore[attr-defined]
-    return error
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
 
 
-def _position(entry: etree._LogEntry, root: etree._Element, data: bytes) -> tuple[int, int | None]:
-    """Line and column of a validation error: libxml2 gives a line only, and the element's
-    path; the column is that of the element's start tag."""
-    element = None
-    if entry.path:
-        namespaces = {el.prefix: etree.QName(el).namespace for el in root.iter() if isinstance(el.tag, str) and el.prefix}
-        try:
-            found = root.getroottree().xpath(entry.path, namespaces=namespaces)
-            element = found[0] if found and isinstance(found[0], etree._Element) else None
-        except etree.XPathError:
-            element = None
-    if element is not None and element.sourceline == entry.line:
-        return entry.line, entry.column or _start_tag_column(root, data, element)
-    match = _ELEMENT_IN_MESSAGE.search(entry.message)
-    column = _nth_tag_column(data, entry.line, match.group(1), 0) if match else None
-    return entry.line, entry.column or column
+@dataclass(frozen=True)
+class Entry:
+    """A registered version of a specification."""
+
+    name: str
+    version: str
+    status: str
+    mode: str
+    namespace: str
+    main_file: str
+    sha256: str
+    registered_at: datetime
+    registered_by: str
+    published_at: datetime | None
+    deprecated_at: datetime | None
 
 
-def _start_tag_column(root: etree._Element, data: bytes, element: etree._Element) -> int | None:
-    line = element.sourceline or 0
-    local = etree.QName(element).localname
-    # the how-manieth start tag of that name on its line this element is
-    nth = 0
-    for other in root.iter(element.tag):
-        if other is element:
-            break
-        if other.sourceline == line:
-            nth += 1
-    return _nth_tag_column(data, line, local, nth)
+@dataclass(frozen=True)
+class Publication:
+    """What `publish` did: `outcome` is published, draft, promoted (draft to published) or
+    unchanged (the same files again); `findings` are compatibility findings (a draft keeps
+    them, a publication has none)."""
+
+    entry: Entry
+    outcome: str
+    findings: list[Finding] = field(default_factory=list)
 
 
-def _nth_tag_column(data: bytes, line: int, local: str, nth: int) -> int | None:
-    if line < 1:
-        return None
-    start = 0
-    for _ in range(line - 1):
-        start = data.find(b"\n", start) + 1
-        if start == 0:
-            return None
-    end = data.find(b"\n", start)
-    text = data[start : end if end >= 0 else len(data)]
-    found = list(re.finditer(rb"<(?:[\w.-]+:)?" + re.escape(local.encode()) + rb"[\s/>]", text))
-    return line_and_column(data, start + found[nth].start())[1] if nth < len(found) else None
+@dataclass(frozen=True)
+class Use:
+    name: str
+    version: str
+    sender: str
+    messages: int
+    first_seen: datetime
+    last_seen: datetime
 
 
-class SchemaSet:
-    """The specifications under one XSD folder, compiled on first use and cached."""
+def _bundle(files: list[Path], folder: Path) -> tuple[dict[str, bytes], str]:
+    contents = {f.relative_to(folder).as_posix(): f.read_bytes() for f in files}
+    digest = hashlib.sha256()
+    for name in sorted(contents):
+        digest.update(name.encode() + b"\0" + hashlib.sha256(contents[name]).digest())
+    return contents, digest.hexdigest()
 
-    def __init__(self, root: Path = XSD_ROOT) -> None:
-        self.root = root
-        self._cache: dict[tuple[str, str], Validator] = {}
+
+class Registry:
+    """The specifications of one database. Thread-safe; cheap to ask once warm."""
+
+    def __init__(self, engine: Engine, cache: Path, builtin: Path = XSD_ROOT) -> None:
+        self.engine = engine
+        self.cache = cache.resolve()
+        self.builtin = builtin
+        self._models: dict[tuple[str, str], Model] = {}
         self._lock = threading.Lock()
 
-    def specifications(self) -> list[str]:
-        """Names of the specifications present, envelope excluded."""
-        return sorted(
-            p.name for p in self.root.iterdir() if p.is_dir() and _NAME.match(p.name) and p.name != ENVELOPE_SPEC[0]
-        )
+    # -- reading ---------------------------------------------------------------------------
 
-    def versions(self, name: str) -> list[str]:
-        """Versions of `name`, oldest first. Raises UnknownSpecification."""
-        folder = self._folder(name)
-        found = [p.name for p in folder.iterdir() if _VERSION.match(p.name) and (p / f"{name}.xsd").is_file()]
-        return sorted(found, key=lambda v: tuple(int(x) for x in v.split(".")))
+    def entries(self, name: str | None = None) -> list[Entry]:
+        """Registered versions, by name then version."""
+        query = select(specification_version)
+        if name is not None:
+            query = query.where(specification_version.c.name == name)
+        with self.engine.connect() as conn:
+            rows = [Entry(**row) for row in conn.execute(query).mappings()]
+        return sorted(rows, key=lambda e: (e.name, version_key(e.version)))
 
-    def _folder(self, name: str) -> Path:
-        folder = self.root / name
-        if not _NAME.match(name) or not folder.is_dir():
+    def entry(self, name: str, version: str) -> Entry:
+        """Raises UnknownSpecification or UnknownVersion."""
+        found = [e for e in self.entries(name) if e.version == version]
+        if found:
+            return found[0]
+        known = [e.version for e in self.entries(name)]
+        if not known:
             raise UnknownSpecification(f"no data specification named '{name}'")
+        raise UnknownVersion(f"specification '{name}' has no version '{version}' (known: {', '.join(known)})")
+
+    def folder(self, name: str, version: str) -> Path:
+        """The version's files on this machine, written from the database when missing or
+        changed. Returns the folder; the main file is `entry.main_file` in it."""
+        entry = self.entry(name, version)
+        folder = self.cache / name / version
+        stamp = folder / ".sha256"
+        if stamp.is_file() and stamp.read_text() == entry.sha256:
+            return folder
+        with self.engine.connect() as conn:
+            files = conn.execute(
+                select(specification_file.c.filename, specification_file.c.content).where(
+                    specification_file.c.name == name, specification_file.c.version == version
+                )
+            ).all()
+        # Written aside, then renamed into place: workers starting together never read a
+        # half-written file, and the first to finish wins.
+        (self.cache / name).mkdir(parents=True, exist_ok=True)
+        fresh = Path(tempfile.mkdtemp(dir=self.cache / name, prefix=f".{version}-"))
+        try:
+            for filename, content in files:
+                target = (fresh / filename).resolve()
+                if not target.is_relative_to(fresh.resolve()):  # publish checks this; still
+                    raise InvalidSpecification(f"stored file {filename} of {name}:{version} points outside its folder")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(content)
+            (fresh / ".sha256").write_text(entry.sha256)
+            if folder.exists():  # stale: the database was replaced under this cache
+                shutil.rmtree(folder, ignore_errors=True)
+            try:
+                os.rename(fresh, folder)
+            except OSError:
+                pass  # another process put it there first
+        finally:
+            shutil.rmtree(fresh, ignore_errors=True)
         return folder
 
-    def path(self, name: str, version: str) -> Path:
-        """The main XSD file of a specification version."""
-        folder = self._folder(name)
-        main = folder / version / f"{name}.xsd"
-        if not _VERSION.match(version) or not main.is_file():
-            known = ", ".join(self.versions(name)) or "none"
-            raise UnknownVersion(
-                f"specification '{name}' has no version '{version}' (known: {known})"
-            )
-        return main
+    def main_path(self, name: str, version: str) -> Path:
+        return self.folder(name, version) / self.entry(name, version).main_file
 
-    def validator(self, name: str, version: str) -> Validator:
-        """The compiled validator of (name, version), compiled once per process.
+    def model(self, name: str, version: str) -> Model:
+        """The version's data items (cached)."""
+        key = (name, version)
+        with self._lock:
+            if key not in self._models:
+                self._models[key] = load_model(self.main_path(name, version))
+            return self._models[key]
+
+    def uses(self, name: str | None = None) -> list[Use]:
+        """Messages seen naming a deprecated version, per sender."""
+        query = select(deprecated_use).order_by(deprecated_use.c.name, deprecated_use.c.version, deprecated_use.c.sender)
+        if name is not None:
+            query = query.where(deprecated_use.c.name == name)
+        with self.engine.connect() as conn:
+            return [Use(**row) for row in conn.execute(query).mappings()]
+
+    # -- changing --------------------------------------------------------------------------
+
+    def bootstrap(self) -> None:
+        """Register the specifications shipped with govbus, as published, where missing."""
+        if not self.builtin.is_dir():
+            return
+        known = {(e.name, e.version) for e in self.entries()}
+        for spec in sorted(p for p in self.builtin.iterdir() if p.is_dir() and NAME.match(p.name) and p.name != ENVELOPE):
+            for folder in sorted((p for p in spec.iterdir() if VERSION.match(p.name)), key=lambda p: version_key(p.name)):
+                main = folder / f"{spec.name}.xsd"
+                if (spec.name, folder.name) not in known and main.is_file():
+                    try:
+                        self._register(main, spec.name, folder.name, DEFAULT_MODE, "published", "govbus")
+                    except IntegrityError:
+                        pass  # another process, starting at the same time, registered it first
+
+    def check(self, main: Path, name: str, version: str | None = None, mode: str | None = None) -> tuple[str, list[Finding]]:
+        """Check a candidate XSD against the registered versions of `name` older than `version`
+        (all of them when None). Returns the mode used and the findings (empty: compatible).
 
         Raises:
-            UnknownSpecification, UnknownVersion: no such folder or file.
+            InvalidSpecification: the file cannot be taken at all.
+            UnknownSpecification: no such specification.
+            ValueError: an unknown mode.
         """
-        key = (name, version)
-        found = self._cache.get(key)
-        if found is not None:
-            return found
-        with self._lock:
-            found = self._cache.get(key)
-            if found is None:
-                found = Validator(name, version, self.path(name, version), self.path(*ENVELOPE_SPEC))
-                self._cache[key] = found
-        return found
+        inspect_specification(main, forbidden_namespaces=(ENVELOPE_NS,))
+        entries = [e for e in self.entries(name) if e.status != "draft"]
+        if not self.entries(name):
+            raise UnknownSpecification(f"no data specification named '{name}'")
+        if version is not None:
+            entries = [e for e in entries if version_key(e.version) < version_key(version)]
+        mode = (mode or (entries[-1].mode if entries else DEFAULT_MODE)).upper()
+        if mode not in MODES:
+            raise ValueError(f"unknown compatibility mode {mode!r}; one of {', '.join(MODES)}")
+        new = load_model(main)
+        return mode, check(new, [(e.version, self.model(e.name, e.version)) for e in entries], mode)
 
-    def envelope(self) -> Validator:
-        """The envelope on its own: checks headers when the payload's specification is unknown."""
-        return self.validator(*ENVELOPE_SPEC)
+    def publish(self, main: Path, name: str, version: str, *, mode: str | None = None, draft: bool = False,
+                who: str = "") -> Publication:
+        """Register `main` (and the files of its folder it refers to) as `name` `version`.
+
+        Raises:
+            InvalidSpecification: a bad name or version, a hostile or broken XSD, or other
+                files already registered under this version.
+            Incompatible: a publication the compatibility mode forbids (a draft is kept,
+                with its findings, instead).
+        """
+        if not NAME.match(name) or name == ENVELOPE:
+            raise InvalidSpecification(f"'{name}' is not a specification name: lower-case letters, digits and '-'")
+        if not VERSION.match(version):
+            raise InvalidSpecification(f"'{version}' is not a version: MAJOR.MINOR, e.g. 1.1")
+        files = inspect_specification(main, forbidden_namespaces=(ENVELOPE_NS,))
+        _, sha = _bundle(files, main.resolve().parent)
+        existing = {e.version: e for e in self.entries(name)}
+        current = existing.get(version)
+        if current is not None and current.sha256 != sha:
+            raise InvalidSpecification(
+                f"{name} {version} is registered already with other files; a change needs a new version"
+            )
+        if current is not None and (draft or current.status != "draft"):
+            return Publication(current, "unchanged")
+        if mode is None:
+            earlier = [e for e in existing.values() if version_key(e.version) < version_key(version)]
+            mode = max(earlier, key=lambda e: version_key(e.version)).mode if earlier else DEFAULT_MODE
+        mode, findings = self.check(main, name, version, mode) if existing else (mode.upper(), [])
+        if findings and not draft:
+            raise Incompatible(
+                f"{name} {version} is not {mode} compatible: {len(findings)} finding(s)", findings
+            )
+        if current is not None:  # a draft, now published with the same files
+            with self.engine.begin() as conn:
+                conn.execute(
+                    update(specification_version)
+                    .where(specification_version.c.name == name, specification_version.c.version == version)
+                    .values(status="published", mode=mode, published_at=_now())
+                )
+            return Publication(self.entry(name, version), "promoted")
+        entry = self._register(main, name, version, mode, "draft" if draft else "published", who, files)
+        return Publication(entry, entry.status, findings)
+
+    def _register(self, main: Path, name: str, version: str, mode: str, status: str, who: str,
+                  files: list[Path] | None = None) -> Entry:
+        files = files or inspect_specification(main, forbidden_namespaces=(ENVELOPE_NS,))
+        folder = main.resolve().parent
+        contents, sha = _bundle(files, folder)
+        now = _now()
+        model = load_model(main)
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(specification_version).values(
+                    name=name, version=version, status=status, mode=mode.upper(), namespace=model.namespace,
+                    main_file=main.resolve().relative_to(folder).as_posix(), sha256=sha, registered_at=now,
+                    registered_by=who or "unknown", published_at=now if status == "published" else None,
+                )
+            )
+            conn.execute(
+                insert(specification_file),
+                [{"name": name, "version": version, "filename": f, "content": c} for f, c in contents.items()],
+            )
+        return self.entry(name, version)
+
+    def deprecate(self, name: str, version: str) -> Entry:
+        """Mark a published version deprecated: still accepted, each use counted per sender.
+
+        Raises UnknownSpecification, UnknownVersion, or InvalidSpecification for a draft.
+        """
+        entry = self.entry(name, version)
+        if entry.status == "draft":
+            raise InvalidSpecification(f"{name} {version} is a draft: there is nothing to deprecate")
+        if entry.status == "published":
+            with self.engine.begin() as conn:
+                conn.execute(
+                    update(specification_version)
+                    .where(specification_version.c.name == name, specification_version.c.version == version)
+                    .values(status="deprecated", deprecated_at=_now())
+                )
+        return self.entry(name, version)
+
+    def record_uses(self, counts: Mapping[tuple[str, str, str], int]) -> None:
+        """Add (name, version, sender) -> messages to the counts of deprecated use."""
+        now = _now()
+        with self.engine.begin() as conn:
+            for (name, version, sender), messages in counts.items():
+                key = (deprecated_use.c.name == name, deprecated_use.c.version == version, deprecated_use.c.sender == sender)
+                updated = conn.execute(
+                    update(deprecated_use).where(*key).values(messages=deprecated_use.c.messages + messages, last_seen=now)
+                ).rowcount
+                if not updated:
+                    conn.execute(insert(deprecated_use).values(
+                        name=name, version=version, sender=sender, messages=messages, first_seen=now, last_seen=now))

@@ -24,7 +24,8 @@ from schemas import (
     XmlTooDeep,
     XmlTooLarge,
 )
-from schemas.registry import XSD_ROOT, rule_name
+from schemas.registry import XSD_ROOT
+from schemas.validation import rule_name
 from tests.samples import LEGAL_NS, PERSON_NS, credit_code, id_number, legal_entity, person
 
 PARSER = SafeParser()
