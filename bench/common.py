@@ -124,7 +124,7 @@ def percentile(values: list[float], p: float) -> float:
 
 def bench_line(name: str, ratio: float, target: str, **details: object) -> str:
     text = " ".join(f"{k}={v}" for k, v in details.items())
-    line = f"BENCH {name} ratio={ratio:.2f} target={target} {text}"
+    line = f"BENCH {name} ratio={ratio:.3g} target={target} {text}"
     print(line, flush=True)
     return line
 

@@ -1,4 +1,4 @@
-"""Run the benchmarks: `python bench/run.py [pipeline|validate|latency ...]` (all by default).
+"""Run the benchmarks: `python bench/run.py [validate|pipeline|latency|schema-check ...]` (all by default).
 
 Each prints one line `BENCH <name> ratio=<r> target=<t> <details>`, its baseline measured in
 the same run. They need RabbitMQ with its management API and PostgreSQL (`make bench` checks),
@@ -13,9 +13,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import latency, pipeline, validate  # noqa: E402
+from bench import latency, pipeline, schema_check, validate  # noqa: E402
 
-BENCHMARKS = {"validate": validate.main, "pipeline": pipeline.main, "latency": latency.main}
+BENCHMARKS = {
+    "validate": validate.main,
+    "pipeline": pipeline.main,
+    "latency": latency.main,
+    "schema-check": schema_check.main,
+}
 
 
 def main(argv: list[str]) -> int:

@@ -203,8 +203,8 @@ class SchemaSet:
     """Compiled validators per (name, version), cached for the life of the process.
 
     With a `Registry`, versions and their status come from the database (reloaded every 30
-    seconds, and at once, at most every second, when a message names a version not seen
-    yet), and files from the registry's cache folder. Without one, the specifications shipped
+    seconds; a version not seen yet is looked up at once), and files from the registry's
+    cache folder. Without one, the specifications shipped
     under `schemas/xsd/` are all there is, all published.
     """
 
@@ -254,9 +254,15 @@ class SchemaSet:
         """draft, published or deprecated. Raises UnknownSpecification, UnknownVersion."""
         self._refresh()
         status = self._status.get((name, version))
-        if status is None:
-            self._refresh(missing=True)
-            status = self._status.get((name, version))
+        if status is not None:
+            return status
+        if self.registry is not None and NAME.match(name) and VERSION.match(version):
+            # published since the last reload, perhaps: one lookup by key, taken at once
+            entry = self.registry.entry(name, version)  # raises for the unknown
+            self._status[(name, version)] = entry.status
+            return entry.status
+        self._refresh(missing=True)
+        status = self._status.get((name, version))
         if status is None:
             known = ", ".join(self.versions(name)) or "none"  # raises for an unknown name
             raise UnknownVersion(f"specification '{name}' has no version '{version}' (known: {known})")
