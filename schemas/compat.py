@@ -18,8 +18,10 @@ Each finding names the rule broken and the path of the data item:
 | enumeration-value-removed, enumeration-added | a code the writer may use is not in the reader's list |
 | length-narrowed, pattern-changed, range-narrowed, digits-narrowed | a facet admits fewer values |
 | type-changed | the value's base type, or simple against complex content, differs |
-| order-changed | the reader's sequence puts the writer's elements in another order |
+| order-changed | the reader's sequence puts the writer's elements in another (or any, xs:all) order |
 | wildcard-removed | the writer's open content (xs:any) is closed |
+| fixed-value-changed | the reader fixes a value the writer does not fix to the same |
+| nillable-removed | the writer may send xsi:nil, the reader refuses it |
 """
 
 from __future__ import annotations
@@ -83,7 +85,15 @@ def incompatibilities(writer: Model, reader: Model) -> list[Finding]:
     findings: list[Finding] = []
     for name in sorted(writer.types - reader.types):
         findings.append(Finding("type-removed", name, f"named type {name} no longer exists"))
+    # below an item whose content changed kind, its type-changed finding says it all
+    changed = [p for p, i in writer.items.items() if p in reader.items and reader.items[p].complex != i.complex]
+
+    def below_changed(path: str) -> bool:
+        return any(path.startswith(p + "/") for p in changed)
+
     for path, item in writer.items.items():
+        if below_changed(path):
+            continue
         other = reader.items.get(path)
         if other is None:
             parent = path.rsplit("/", 1)[0]
@@ -94,7 +104,7 @@ def incompatibilities(writer: Model, reader: Model) -> list[Finding]:
             findings += _compare(item, other)
     for path, item in reader.items.items():
         parent = path.rsplit("/", 1)[0]
-        if path not in writer.items and item.required and parent in writer.items:
+        if path not in writer.items and item.required and parent in writer.items and not below_changed(path):
             findings.append(
                 Finding(f"{item.kind}-required-added", path, f"new {item.kind} {item.name} is required")
             )
@@ -115,12 +125,18 @@ def _compare(w: Item, r: Item) -> list[Finding]:
         add("min-occurs-raised", f"minOccurs {w.min_occurs} became {r.min_occurs}")
     if _bound(r.max_occurs) < _bound(w.max_occurs):
         add("max-occurs-lowered", f"maxOccurs {_occurs(w.max_occurs)} became {_occurs(r.max_occurs)}")
+    if w.nillable and not r.nillable:
+        add("nillable-removed", "xsi:nil is no longer allowed")
+    if r.fixed is not None and r.fixed != w.fixed:
+        add("fixed-value-changed", f"the value must now be {r.fixed!r}" + (f" (was fixed to {w.fixed!r})" if w.fixed is not None else ""))
     if w.complex:
         if w.open and not r.open:
             add("wildcard-removed", "open content (xs:any) is no longer allowed")
         common = [c for c in w.children if c in r.children]
         if r.ordered and common != [c for c in r.children if c in w.children]:
             add("order-changed", f"children {', '.join(common)} must now come as {', '.join(c for c in r.children if c in common)}")
+        elif r.ordered and not w.ordered and len(common) > 1:
+            add("order-changed", f"children {', '.join(common)}, in any order before (xs:all), must now come in sequence")
         return out
     if w.base != r.base:
         add("type-changed", f"values of type {w.base} became {r.base}")
@@ -129,7 +145,8 @@ def _compare(w: Item, r: Item) -> list[Finding]:
         if w.enumeration is None:
             add("enumeration-added", f"values are now limited to the codes {', '.join(r.enumeration)}")
         else:
-            removed = [v for v in w.enumeration if v not in r.enumeration]
+            allowed = {_value(v, r.base) for v in r.enumeration}
+            removed = [v for v in w.enumeration if _value(v, w.base) not in allowed]
             if removed:
                 add("enumeration-value-removed", f"codes {', '.join(removed)} are no longer allowed")
     narrowed = _length_narrowed(w, r)
@@ -147,6 +164,15 @@ def _compare(w: Item, r: Item) -> list[Finding]:
         if after is not None and (before is None or after < before):
             add("digits-narrowed", f"{label} {before if before is not None else 'unlimited'} became {after}")
     return out
+
+
+def _value(code: str, base: str | None) -> Any:
+    """A code as its value: 1.0 and 1.00 are the same decimal."""
+    if base in ("decimal", "float", "double"):
+        number = decimal_or_none(code)
+        if number is not None:
+            return number.normalize()
+    return code
 
 
 def _bound(occurs: int | None) -> float:

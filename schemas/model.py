@@ -55,6 +55,8 @@ class Item:
     total_digits: int | None = None
     fraction_digits: int | None = None
     default: str | None = None
+    fixed: str | None = None  # the only value allowed, if any
+    nillable: bool = False  # may be sent as xsi:nil="true"
 
     @property
     def required(self) -> bool:
@@ -142,15 +144,59 @@ def _value_facets(simple: Any) -> dict[str, Any]:
                     labels[value] = text
     primitive = getattr(simple, "primitive_type", None)
     base = _local(getattr(primitive, "name", None)) if primitive is not None else None
+    if "fraction_digits" not in values and any(_local(getattr(k, "name", None)) in _INTEGERS for k in _lineage(simple)):
+        values["fraction_digits"] = 0  # xs:integer and its kin: no fraction, though no facet says so
     return {**values, "patterns": tuple(dict.fromkeys(patterns)), "enumeration": enumeration, "labels": labels, "base": base}
+
+
+_INTEGERS = {"integer", "long", "int", "short", "byte", "nonNegativeInteger", "positiveInteger",
+             "nonPositiveInteger", "negativeInteger", "unsignedLong", "unsignedInt", "unsignedShort", "unsignedByte"}
+
+
+def occurs(element: Any, content: Any) -> tuple[int, int | None]:
+    """How often an element may occur in its parent, groups included: an element of a choice
+    between several may be absent; an element of an optional or repeated group inherits that.
+    (xmlschema's effective_*_occurs look at the element alone.)"""
+    from xmlschema.validators import XsdGroup
+
+    low, high = element.min_occurs, element.max_occurs
+    group = element.parent
+    while isinstance(group, XsdGroup):
+        if group.model == "choice" and len(group) > 1:
+            low = 0
+        low *= group.min_occurs
+        high = None if high is None or group.max_occurs is None else high * group.max_occurs
+        if group is content:
+            break
+        group = group.parent
+    return low, high
+
+
+_MODELS: dict[tuple[str, tuple[tuple[str, int, int], ...]], Model] = {}
 
 
 def load_model(main: Path) -> Model:
     """Read a specification's main XSD (and what it includes, from its own folder only).
 
+    Building a model costs tens to hundreds of milliseconds; the last few are kept, keyed by
+    the files of the folder and their sizes and times, so that inspecting, checking and
+    registering one file builds it once.
+
     Raises whatever xmlschema raises for a schema it cannot build; `schemas.safety` checks
     what may be loaded before this is called.
     """
+    main = main.resolve()
+    key = (str(main), tuple(sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in main.parent.glob("*.xsd"))))
+    found = _MODELS.get(key)
+    if found is None:
+        found = _build(main)
+        if len(_MODELS) >= 32:
+            _MODELS.pop(next(iter(_MODELS)))
+        _MODELS[key] = found
+    return found
+
+
+def _build(main: Path) -> Model:
     import xmlschema  # slow to import; only needed off the message path
     from xmlschema.validators import XsdAnyElement
 
@@ -171,10 +217,10 @@ def load_model(main: Path) -> Model:
                 path=f"{path}/@{local}", name=local, kind="attribute", label=_documentation(attribute),
                 min_occurs=1 if attribute.use == "required" else 0, max_occurs=1,
                 type_name=_local(attribute.type.name), description=_documentation(attribute.type),
-                standard=_standard(attribute.type), default=attribute.default, **facets,
+                standard=_standard(attribute.type), default=attribute.default, fixed=attribute.fixed, **facets,
             )
 
-    def walk(element: Any, path: str, seen: tuple[int, ...]) -> None:
+    def walk(element: Any, path: str, seen: tuple[int, ...], content: Any = None) -> None:
         nonlocal recursive
         kind = element.type
         simple = simple_of(kind)
@@ -190,11 +236,10 @@ def load_model(main: Path) -> Model:
                     is_open = True
                 else:
                     children.append(child)
-        parent_in_schema = path.count("/") > 1
+        low, high = occurs(element, content) if content is not None else (1, 1)
         items[path] = Item(
             path=path, name=element.local_name, kind="element", label=_documentation(element),
-            min_occurs=element.effective_min_occurs if parent_in_schema else 1,
-            max_occurs=element.effective_max_occurs if parent_in_schema else 1,
+            min_occurs=low, max_occurs=high, fixed=element.fixed, nillable=bool(element.nillable),
             complex=simple is None, children=tuple(c.local_name for c in children), ordered=ordered, open=is_open,
             type_name=_local(kind.name), description=_documentation(simple if simple is not None else kind),
             standard=_standard(simple) if simple is not None else None,
@@ -204,7 +249,7 @@ def load_model(main: Path) -> Model:
         add_attributes(path, kind)
         if id(element) not in seen:
             for child in children:
-                walk(child, f"{path}/{child.local_name}", (*seen, id(element)))
+                walk(child, f"{path}/{child.local_name}", (*seen, id(element)), kind.content)
 
     roots = []
     for name, element in schema.elements.items():
