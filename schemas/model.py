@@ -86,10 +86,16 @@ class Model:
 
 def _documentation(annotated: Any) -> str | None:
     """The Chinese documentation of a component if it has one, else the first."""
-    annotation = getattr(annotated, "annotation", None)
+    return _text_of(getattr(annotated, "annotation", None))
+
+
+def _text_of(annotation: Any) -> str | None:
     if annotation is None:
         return None
-    texts = [(d.get(XML_LANG), (d.text or "").strip()) for d in annotation.documentation]
+    if isinstance(annotation, str):
+        return annotation.strip() or None
+    # all the text, markup inside the documentation included
+    texts = [(d.get(XML_LANG), "".join(d.itertext()).strip()) for d in annotation.documentation]
     texts = [(lang, text) for lang, text in texts if text]
     for lang, text in texts:
         if lang == "zh":
@@ -138,8 +144,9 @@ def _value_facets(simple: Any) -> dict[str, Any]:
         if enumeration is None and getattr(kind, "enumeration", None) is not None:
             enumeration = tuple(str(v) for v in kind.enumeration)
             facet = (kind.facets or {}).get(f"{{{XS}}}enumeration")
-            for value, annotation in zip(enumeration, getattr(facet, "annotations", None) or [], strict=False):
-                text = _documentation(type("A", (), {"annotation": annotation})) if annotation is not None else None
+            for index, value in enumerate(enumeration):
+                annotation = facet.get_annotation(index) if facet is not None else None
+                text = _text_of(annotation) if annotation is not None else None
                 if text:
                     labels[value] = text
     primitive = getattr(simple, "primitive_type", None)
@@ -172,7 +179,7 @@ def occurs(element: Any, content: Any) -> tuple[int, int | None]:
     return low, high
 
 
-_MODELS: dict[tuple[str, tuple[tuple[str, int, int], ...]], Model] = {}
+_MODELS: dict[tuple[str, tuple[tuple[str, int, int], ...]], Model] = {}  # the last few built
 
 
 def load_model(main: Path) -> Model:
@@ -186,7 +193,8 @@ def load_model(main: Path) -> Model:
     what may be loaded before this is called.
     """
     main = main.resolve()
-    key = (str(main), tuple(sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in main.parent.glob("*.xsd"))))
+    files = sorted(main.parent.rglob("*.xsd"))  # included files may sit in subfolders
+    key = (str(main), tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files))
     found = _MODELS.get(key)
     if found is None:
         found = _build(main)
@@ -258,7 +266,7 @@ def _build(main: Path) -> Model:
         walk(element, f"/{local}", ())
     title = None
     for annotation in getattr(schema, "annotations", None) or []:
-        title = _documentation(type("A", (), {"annotation": annotation}))
+        title = _text_of(annotation)
         if title:
             break
     return Model(

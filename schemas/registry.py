@@ -240,6 +240,8 @@ class Registry:
             UnknownSpecification: no such specification.
             ValueError: an unknown mode.
         """
+        if version is not None and not VERSION.match(version):
+            raise InvalidSpecification(f"'{version}' is not a version: MAJOR.MINOR, e.g. 1.1")
         inspect_specification(main, forbidden_namespaces=(ENVELOPE_NS,))
         entries = [e for e in self.entries(name) if e.status != "draft"]
         if not self.entries(name):

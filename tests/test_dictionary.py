@@ -272,7 +272,7 @@ def test_markup_in_documentation_is_escaped_on_the_page(tmp_path: Path) -> None:
         '    <xs:element name="Amount">',
         '      <xs:annotation><xs:documentation xml:lang="zh">金额 &lt;b&gt;万元&lt;/b&gt; &amp; 币种</xs:documentation></xs:annotation>',
         "      <xs:simpleType>",
-        f'        <xs:annotation><xs:appinfo><ann:standard>GB &lt;T&gt; 1 &amp; 2</ann:standard></xs:appinfo></xs:annotation>',
+        '        <xs:annotation><xs:appinfo><ann:standard>GB &lt;T&gt; 1 &amp; 2</ann:standard></xs:appinfo></xs:annotation>',
         '        <xs:restriction base="xs:string">',
         '          <xs:enumeration value="A&amp;B"><xs:annotation><xs:documentation xml:lang="zh">甲 &lt;i&gt;乙&lt;/i&gt; &amp;amp;</xs:documentation></xs:annotation></xs:enumeration>',
         '          <xs:enumeration value="&lt;C&gt;"/>',

@@ -22,7 +22,13 @@ from lxml import etree
 
 from bus.db import create_schema, make_engine
 from bus.envelope import build_envelope
-from schemas import ENVELOPE_NS, InvalidSpecification, Registry, SchemaSet, SchemaViolation
+from schemas import (
+    ENVELOPE_NS,
+    InvalidSpecification,
+    Registry,
+    SchemaSet,
+    SchemaViolation,
+)
 from schemas.registry import Entry
 from schemas.safety import inspect_specification
 
@@ -76,7 +82,7 @@ def outcome(call: Callable[[], object], seconds: float = 20.0) -> BaseException 
     def run() -> None:
         try:
             call()
-        except BaseException as exc:  # handed back to the test
+        except BaseException as exc:  # noqa: BLE001 -- handed back to the test, which judges it
             raised.append(exc)
         else:
             raised.append(None)
@@ -338,5 +344,27 @@ def test_both_files_reach_another_machine_through_the_database(two_files: Path, 
             validator.check(etree.fromstring(invalid.body), invalid.body)
         assert refused.value.rule == "cvc-pattern-valid"
         assert "12345" in refused.value.message
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("location", ["types.xsd", "common/types.xsd"])
+def test_an_edited_included_file_is_judged_afresh(tmp_path: Path, location: str) -> None:
+    # Standards staff check, edit the included file, check again: the second answer must be
+    # about the file as it now is, wherever in the folder it lives.
+    engine = make_engine(f"sqlite:///{tmp_path / 'govbus.db'}")
+    create_schema(engine)
+    folder = tmp_path / "handed-in"
+    (folder / location).parent.mkdir(parents=True)
+    main = folder / "parcel.xsd"
+    main.write_text(MAIN.replace('schemaLocation="types.xsd"', f'schemaLocation="{location}"'), encoding="utf-8")
+    (folder / location).write_text(TYPES, encoding="utf-8")
+    try:
+        registry = Registry(engine, tmp_path / "cache")
+        registry.publish(main, "parcel", "1.0", who="standards")
+        assert registry.check(main, "parcel", "1.1") == ("BACKWARD", [])
+        (folder / location).write_text(TYPES.replace("[A-Z]{2}[0-9]{9}CN", "E[A-Z][0-9]{9}CN"), encoding="utf-8")
+        _, findings = registry.check(main, "parcel", "1.1")  # the pattern now admits fewer numbers
+        assert [(f.rule, f.path) for f in findings] == [("pattern-changed", "/Parcel/TrackingNumber")]
     finally:
         engine.dispose()
