@@ -19,16 +19,16 @@ from typing import TYPE_CHECKING, Any
 from schemas import Registry, SafeParser, SchemaSet, ValidationError
 from sqlalchemy import Engine
 
-# The modules that define the bus's tables, so that create_schema creates them all.
+# The modules that define the bus's tables.
 import bus.deadletter  # noqa: F401
 import bus.deliver  # noqa: F401
 from bus.broker import Broker
 from bus.config import Settings
-from bus.db import create_schema, make_engine
+from bus.db import make_engine, migrate
 from bus.dedup import Deduplicator
 from bus.errors import ConfigError
 from bus.names import Names
-from bus.routing import Department, RoutingTable
+from bus.routing import Department, RoutingSource, RoutingTable
 from bus.stage import Stage
 from bus.topology import Topology
 from bus.worker import Worker
@@ -67,9 +67,21 @@ class Context:
         self._outbounds: dict[str, Outbound] = {}
 
     @cached_property
+    def routing_source(self) -> RoutingSource:
+        """The catalogue (the `catalog` source), or the file GOVBUS_ROUTES names (`file`)."""
+        name = "file" if self.settings.routes else "catalog"
+        return plugin("govbus.routing", name, "routing source")(self)  # type: ignore[no-any-return]
+
+    @cached_property
     def table(self) -> RoutingTable:
-        """The routing table, from the declarative file until the catalogue provides it."""
-        return plugin("govbus.routing", "file", "routing source")(self).load()
+        """The routing table as loaded; `reload` reads it again."""
+        return self.routing_source.load()
+
+    def reload(self) -> RoutingTable:
+        """Read the routing table again; outbounds of departments are rebuilt with it."""
+        self.__dict__.pop("table", None)
+        self._outbounds.clear()
+        return self.table
 
     def outbound(self, department: Department) -> Outbound:
         if department.code not in self._outbounds:
@@ -88,7 +100,14 @@ class Context:
         )
 
     def worker(self, stage_names: Sequence[str]) -> Worker:
-        return Worker(self.settings, self.stages(stage_names), Deduplicator(self.engine), names=self.names)
+        """A worker for these stages, reloading them when the routing table changes."""
+
+        def rebuild() -> list[Stage]:
+            self.reload()
+            return self.stages(stage_names)
+
+        return Worker(self.settings, self.stages(stage_names), Deduplicator(self.engine), names=self.names,
+                      rebuild=rebuild, version=self.routing_source.version)
 
 
 def open_context(settings: Settings, *, departments: Sequence[str] = ()) -> Context:
@@ -99,7 +118,7 @@ def open_context(settings: Settings, *, departments: Sequence[str] = ()) -> Cont
     """
     engine = make_engine(settings.database_url)
     try:
-        create_schema(engine)
+        migrate(engine)
         context = Context(settings, engine, departments=departments)
         context.registry.bootstrap()
     except ValidationError:

@@ -58,6 +58,20 @@ class Channel:
         self.raw = raw
         self._seq = 0
         self._confirms: list[Confirm] = []
+        self._consumers: list[str] = []
+
+    def cancel(self) -> None:
+        """Stop consuming: no more deliveries after those already on their way."""
+        for tag in self._consumers:
+            self.raw.basic_cancel(tag)
+        self._consumers = []
+
+    def close(self) -> None:
+        """Close the channel; what it has not acknowledged goes back to its queues."""
+        try:
+            self.raw.close()
+        except Exception:  # closing a channel of a broken connection: it is gone either way
+            pass
 
     def qos(self, prefetch: int) -> None:
         self.raw.basic_qos(0, prefetch, False)
@@ -133,7 +147,7 @@ class AmqpChannel(Channel):
                 )
             )
 
-        self.raw.basic_consume(queue=queue, callback=on_message, no_ack=False)
+        self._consumers.append(self.raw.basic_consume(queue=queue, callback=on_message, no_ack=False))
 
     def publish(self, exchange, routing_key, body, message_id, correlation_id, headers):  # type: ignore[no-untyped-def]
         self._publisher.publish(exchange, routing_key, body, message_id, correlation_id, headers)
@@ -194,7 +208,9 @@ class MemoryChannel(Channel):
                 )
             )
 
-        self.raw.basic_consume(queue=queue, no_ack=False, callback=on_message, consumer_tag=uuid.uuid4().hex)
+        tag = uuid.uuid4().hex
+        self.raw.basic_consume(queue=queue, no_ack=False, callback=on_message, consumer_tag=tag)
+        self._consumers.append(tag)
 
     def _routable(self, exchange: str, routing_key: str) -> bool:
         raw = self.raw

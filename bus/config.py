@@ -61,6 +61,8 @@ class Settings:
     data_dir: Path = Path("var")
     routes: Path | None = None
     prefix: str = "govbus"
+    domain: str = "440400"  # the platform's own domain: its GB/T 2260 division code
+    domain_name: str = "珠海市政务信息资源共享平台"
     prefetch: int = 500
     batch_size: int = 200
     delivery_limit: int = 20
@@ -128,6 +130,8 @@ _READERS: dict[str, tuple[str, str, Any]] = {
     "DATA_DIR": ("", "data_dir", Path),
     "ROUTES": ("", "routes", Path),
     "PREFIX": ("", "prefix", str),
+    "DOMAIN": ("", "domain", str),
+    "DOMAIN_NAME": ("", "domain_name", str),
     "PREFETCH": ("", "prefetch", int),
     "BATCH_SIZE": ("", "batch_size", int),
     "DELIVERY_LIMIT": ("", "delivery_limit", int),

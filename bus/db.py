@@ -8,15 +8,18 @@ CPU per row on PostgreSQL here.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
+from importlib.metadata import entry_points
 from typing import Any
 
-from sqlalchemy import Connection, Engine, LargeBinary, MetaData, Table, create_engine, event, text
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, LargeBinary, MetaData, Table, create_engine, event, inspect, text
 from sqlalchemy.dialects import postgresql, sqlite
-
-from schemas.registry import metadata as registry_metadata
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from bus.errors import ConfigError
 
@@ -56,10 +59,44 @@ def make_engine(url: str) -> Engine:
     raise ConfigError(f"unsupported database URL {url!r}: use sqlite:///path or postgresql+psycopg://...")
 
 
-def create_schema(engine: Engine) -> None:
-    """Create missing tables (idempotent): the bus's and the specification registry's."""
-    metadata.create_all(engine)
-    registry_metadata.create_all(engine)
+MIGRATIONS = Path(__file__).resolve().parent / "migrations" / "versions"
+_ENV = Path(__file__).resolve().parent / "migrations"
+# The first revision of each branch, for databases made before migrations existed.
+_BASELINES = {"bus": "bus_0001", "schemas": "schemas_0001"}
+
+
+def alembic_config(connection: Connection) -> Config:
+    """Alembic's configuration for every package's migrations (entry points `govbus.migrations`)."""
+    folders = [str(MIGRATIONS)] + sorted(
+        str(ep.load()) for ep in entry_points(group="govbus.migrations") if ep.name != "bus"
+    )
+    config = Config()
+    config.set_main_option("script_location", str(_ENV))
+    config.set_main_option("version_locations", " ".join(folders))
+    config.set_main_option("path_separator", "space")
+    config.attributes["connection"] = connection
+    return config
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the database to the latest revision of every package (idempotent).
+
+    A database made before migrations existed (tables, no alembic_version) is stamped at the
+    baselines first. Processes starting together may race: a lost race is retried.
+    """
+    for attempt in range(3):
+        try:
+            with engine.begin() as conn:
+                tables = set(inspect(conn).get_table_names())
+                config = alembic_config(conn)
+                if "alembic_version" not in tables and "message_claim" in tables:
+                    command.stamp(config, list(_BASELINES.values()))
+                command.upgrade(config, "heads")
+            return
+        except (OperationalError, ProgrammingError, IntegrityError):
+            if attempt == 2:
+                raise
+            time.sleep(0.5 + attempt)  # another process is migrating: let it finish
 
 
 class IdempotentInsert:

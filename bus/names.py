@@ -55,6 +55,14 @@ class Names:
     def dead_letter_queue(self) -> str:
         return f"{self.prefix}.dlq"
 
+    # Notices to every worker (fanout): the routing table changed, reload it. Each worker
+    # listens on a queue of its own that lives as long as its connection.
+    def control_exchange(self) -> str:
+        return f"{self.prefix}.control"
+
+    def control_queue(self, worker: str) -> str:
+        return f"{self.prefix}.control.{worker}"
+
     def stage_queues(self) -> list[str]:
         return [self.ingress_queue(), self.routing_queue()]
 

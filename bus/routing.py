@@ -40,10 +40,17 @@ class Resource:
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """One recipient of one resource: compiled from an active subscription."""
+    """One recipient of one resource: compiled from an active subscription.
+
+    `items`: the data item paths (e.g. /Person/Name) the subscriber may receive; None for all.
+    `filter`: an XPath 1.0 expression over the payload (its namespace bound to the prefix
+    `r`); only messages for which it is true are delivered. None for all.
+    """
 
     resource: str
     subscriber: str
+    items: frozenset[str] | None = None
+    filter: str | None = None
 
 
 class RoutingTable:
@@ -62,7 +69,7 @@ class RoutingTable:
     ) -> None:
         self.departments: Mapping[str, Department] = MappingProxyType({d.code: d for d in departments})
         self.resources: Mapping[str, Resource] = MappingProxyType({r.code: r for r in resources})
-        by_resource: dict[str, list[Route]] = {}
+        by_resource: dict[str, dict[str, Route]] = {}
         for resource in self.resources.values():
             if resource.provider not in self.departments:
                 raise ConfigError(
@@ -75,10 +82,8 @@ class RoutingTable:
                 raise ConfigError(
                     f"subscription to {route.resource}: subscriber {route.subscriber} is not a declared department"
                 )
-            recipients = by_resource.setdefault(route.resource, [])
-            if route not in recipients:
-                recipients.append(route)
-        self._routes = {code: tuple(rs) for code, rs in by_resource.items()}
+            by_resource.setdefault(route.resource, {}).setdefault(route.subscriber, route)  # one per subscriber
+        self._routes = {code: tuple(rs.values()) for code, rs in by_resource.items()}
 
     def authorise(self, sender: str, resource: str) -> Resource:
         """The resource, if `sender` may submit it.
@@ -112,4 +117,8 @@ class RoutingSource(Protocol):
 
     def load(self) -> RoutingTable:
         """Read and compile the table. Raises ConfigError when it cannot be used."""
+        ...
+
+    def version(self) -> int:
+        """Changes so far; a different number means `load` would give another table."""
         ...

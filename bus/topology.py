@@ -111,10 +111,19 @@ class Topology:
             )
         )
 
+    def control(self, worker: str) -> str:
+        """The fanout exchange for reload notices, and this worker's own transient queue on it."""
+        exchange = self._exchange(self.names.control_exchange(), "fanout")
+        self._declare(exchange)
+        name = self.names.control_queue(worker)
+        self._declare(Queue(name, exchange=exchange, routing_key="", durable=False, auto_delete=True, exclusive=True))
+        return name
+
     def everything(self, subscribers: Iterable[str]) -> list[str]:
         """Declare the whole topology; returns the queue names, for the operator."""
         self.dead_letters()
         self.retry()
+        self._declare(self._exchange(self.names.control_exchange(), "fanout"))
         self.ingress()
         self.routing()
         queues = [self.names.dead_letter_queue(), self.names.ingress_queue(), self.names.routing_queue()]

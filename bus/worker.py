@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -34,6 +34,7 @@ from bus.topology import Topology
 log = logging.getLogger("govbus.worker")
 
 _PRUNE_EVERY = 3600.0
+_VERSION_CHECK = 30.0  # seconds between looks at the routing table's version
 # RECORD stages hold acknowledgements up to this long, to record many ids in one transaction
 _RECORD_DELAY = 0.1
 
@@ -367,15 +368,29 @@ class StageRunner:
 
 
 class Worker:
-    """Runs stages on one connection until stopped; reconnects when the broker goes away."""
+    """Runs stages on one connection until stopped; reconnects when the broker goes away.
 
-    def __init__(self, settings: Settings, stages: Sequence[Stage], dedup: Deduplicator, *, names: Names | None = None) -> None:
+    With `rebuild` (a factory of stages on a freshly loaded routing table) and `version` (the
+    routing table's version), the worker reloads when told on the control exchange, or when
+    it finds the version changed (checked every 30 seconds): it stops consuming, finishes and
+    acknowledges what is in hand, and starts the stages anew. Nothing in flight is lost; the
+    process goes on.
+    """
+
+    def __init__(self, settings: Settings, stages: Sequence[Stage], dedup: Deduplicator, *, names: Names | None = None,
+                 rebuild: Callable[[], list[Stage]] | None = None, version: Callable[[], int] | None = None) -> None:
         self.settings = settings
         self.stages = list(stages)
         self.dedup = dedup
         self.names = names or Names(settings.prefix)
         self.broker = Broker(settings.broker_url)
         self.runners: list[StageRunner] = []
+        self._rebuild = rebuild
+        self._version = version
+        self._loaded_version: int | None = None
+        self._reload_wanted = False
+        self._next_version_check = 0.0
+        self._id = uuid.uuid4().hex[:12]
         # per stage, across reconnections
         self._stats: dict[str, Counter[str]] = {stage.name: Counter() for stage in self.stages}
         self.connected = threading.Event()
@@ -386,15 +401,59 @@ class Worker:
 
     def _start(self) -> None:
         self.broker.connect()
+        topology = Topology(self.broker.connection.default_channel, self.settings, self.names)  # type: ignore[union-attr]
+        if self._rebuild is not None:
+            control = self.broker.channel()
+            control.consume(topology.control(self._id), self._notice)
+            self._control = control
+            if self._loaded_version is None:
+                self._loaded_version = self._version() if self._version else None
+        self._start_runners(topology)
+        _settle_heap()
+        self.connected.set()
+
+    def _start_runners(self, topology: Topology) -> None:
         self.runners = []
-        declare = self.broker.connection.default_channel  # type: ignore[union-attr]
-        topology = Topology(declare, self.settings, self.names)
         for stage in self.stages:
+            self._stats.setdefault(stage.name, Counter())
             runner = StageRunner(stage, self.broker.channel(), self.settings, self.names, self.dedup, self._stats[stage.name])
             runner.start(topology)
             self.runners.append(runner)
-        _settle_heap()
-        self.connected.set()
+
+    def _notice(self, incoming: Incoming) -> None:
+        self._control.ack([incoming.tag])
+        self._reload_wanted = True
+
+    def _maybe_reload(self, now: float) -> None:
+        if self._rebuild is None:
+            return
+        if not self._reload_wanted and now >= self._next_version_check and self._version is not None:
+            self._next_version_check = now + _VERSION_CHECK
+            self._reload_wanted = self._version() != self._loaded_version
+        if self._reload_wanted:
+            self._reload()
+
+    def _reload(self) -> None:
+        """Finish what is in hand on the old stages, then start new ones on the new table."""
+        self._reload_wanted = False
+        version = self._version() if self._version else None
+        for runner in self.runners:
+            runner.channel.cancel()
+        deadline = time.monotonic() + 10.0
+        while any(r.busy for r in self.runners) and time.monotonic() < deadline:
+            self.broker.drain(0.05)
+            for runner in self.runners:
+                runner.flush()
+                runner.finish()
+        for runner in self.runners:
+            runner.finish()
+        self.broker.drain(0)  # sends the acknowledgements
+        for runner in self.runners:
+            runner.channel.close()
+        self.stages = self._rebuild()  # type: ignore[misc]
+        self._start_runners(Topology(self.broker.connection.default_channel, self.settings, self.names))  # type: ignore[union-attr]
+        self._loaded_version = version
+        log.info("routing table reloaded (version %s)", version)
 
     def run(self, stop: threading.Event | None = None, *, idle_exit: float | None = None, reconnect: bool = True) -> None:
         """Run until `stop` is set, or, with `idle_exit`, until nothing has happened for that
@@ -455,10 +514,12 @@ class Worker:
                 events = 1
                 while events < burst and broker.drain(0):
                     events += 1
-            for runner in runners:
+            for runner in self.runners:
                 runner.flush()
             broker.heartbeat_check()
             now = time.monotonic()
+            self._maybe_reload(now)
+            runners = self.runners
             if got or any(r.busy for r in runners):
                 last_activity = now
             elif idle_exit is not None and now - last_activity >= idle_exit and all(r.next_due() is None for r in runners):

@@ -127,6 +127,13 @@ class FileSource:
         self.path: Path | None = context.settings.routes
         self.schemas = context.schemas
 
+    def version(self) -> int:
+        """The file's modification time: saving it is a change."""
+        try:
+            return self.path.stat().st_mtime_ns if self.path else 0
+        except OSError:
+            return 0
+
     def load(self) -> RoutingTable:
         if self.path is None:
             raise ConfigError(

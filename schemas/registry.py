@@ -30,6 +30,7 @@ from schemas.model import Model, load_model
 from schemas.safety import inspect_specification
 
 XSD_ROOT = Path(__file__).resolve().parent / "xsd"
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 ENVELOPE_NS = "urn:zhuhai:govbus:envelope"
 ENVELOPE = "envelope"
 STATUSES = ("draft", "published", "deprecated")

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from bus.db import create_schema, make_engine
+from bus.db import make_engine, migrate
 from bus.envelope import build_envelope
 from schemas import (
     ENVELOPE_NS,
@@ -104,7 +104,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     (each test checks that), so one serves the module."""
     folder = tmp_path_factory.mktemp("registry")
     engine = make_engine(f"sqlite:///{folder / 'govbus.db'}")
-    create_schema(engine)
+    migrate(engine)
     registry = Registry(engine, folder / "xsd")
     registry.bootstrap()
     yield registry
@@ -322,7 +322,7 @@ def test_an_include_of_a_sibling_file_is_taken_with_both_files(two_files: Path) 
 
 def test_both_files_reach_another_machine_through_the_database(two_files: Path, tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'govbus.db'}")
-    create_schema(engine)
+    migrate(engine)
     try:
         published = Registry(engine, tmp_path / "cache-here").publish(two_files, "parcel", "1.0", who="standards")
         assert (published.outcome, published.entry.status, published.entry.namespace) == ("published", "published", NS)
@@ -353,7 +353,7 @@ def test_an_edited_included_file_is_judged_afresh(tmp_path: Path, location: str)
     # Standards staff check, edit the included file, check again: the second answer must be
     # about the file as it now is, wherever in the folder it lives.
     engine = make_engine(f"sqlite:///{tmp_path / 'govbus.db'}")
-    create_schema(engine)
+    migrate(engine)
     folder = tmp_path / "handed-in"
     (folder / location).parent.mkdir(parents=True)
     main = folder / "parcel.xsd"
