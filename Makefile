@@ -16,7 +16,7 @@ $(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
 # The demo, then every stage in one process, on the embedded default (in-memory broker, SQLite).
 run: $(VENV)/.installed
 	env -u GOVBUS_BROKER_URL -u GOVBUS_DATABASE_URL $(BIN)/govbus demo
-	env -u GOVBUS_BROKER_URL -u GOVBUS_DATABASE_URL GOVBUS_ROUTES=$${GOVBUS_ROUTES:-examples/routes.toml} $(BIN)/govbus serve
+	env -u GOVBUS_BROKER_URL -u GOVBUS_DATABASE_URL -u GOVBUS_ROUTES $(BIN)/govbus serve
 
 # RabbitMQ (with its management API, for a vhost per test) and PostgreSQL must be up.
 services:

@@ -60,23 +60,31 @@ def _connect(settings: Settings) -> Broker:
     return broker
 
 
-def _serve_until_signalled(context: Context, stages: tuple[str, ...]) -> None:
+def _serve_until_signalled(context: Context, stages: tuple[str, ...], http: tuple[str, int] | None = None) -> None:
+    """Run `stages` (and, with `http`, the HTTP server on (host, port)) until SIGTERM or Ctrl-C."""
     settings = context.settings
     if settings.embedded:
         click.echo(EMBEDDED_BANNER.format(db=settings.database_url.removeprefix("sqlite:///")), err=True)
     stop = threading.Event()
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        logging.getLogger("govbus").info("signal %d: stopping", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     worker = context.worker(stages)
     logging.getLogger("govbus").info(
         "serving stages %s on %s", ", ".join(stages), settings.broker_url.split("@")[-1]
     )
-    worker.run(stop)
+    if http is None:
+        def on_signal(signum: int, _frame: Any) -> None:
+            logging.getLogger("govbus").info("signal %d: stopping", signum)
+            stop.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        worker.run(stop)
+    else:
+        from bus.http import serve_http
+
+        thread = threading.Thread(target=worker.run, args=(stop,), name="stages", daemon=True)
+        thread.start()
+        serve_http(context, http[0], http[1], stop)  # returns on SIGTERM or Ctrl-C
+        thread.join(30)
     for name, stats in worker.stats().items():
         if stats:
             logging.getLogger("govbus").info("%s: %s", name, ", ".join(f"{k} {v}" for k, v in sorted(stats.items())))
@@ -100,10 +108,13 @@ def cli(ctx: click.Context, verbose: int) -> None:
 
 @cli.command()
 @click.option("--stage", "stages", multiple=True, type=click.Choice(STAGES), help="Only these stages (default: all).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address of the HTTP server (REST API).")
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
+@click.option("--http/--no-http", default=True, help="Host the REST API (default) or only the stages.")
 @click.pass_context
-def serve(ctx: click.Context, stages: tuple[str, ...]) -> None:
-    """Run every stage in this process, on either transport, until SIGTERM or Ctrl-C."""
-    _serve_until_signalled(_context(ctx), stages or STAGES)
+def serve(ctx: click.Context, stages: tuple[str, ...], host: str, port: int, http: bool) -> None:
+    """Run every stage and the REST API in this process, until SIGTERM or Ctrl-C."""
+    _serve_until_signalled(_context(ctx), stages or STAGES, (host, port) if http else None)
 
 
 @cli.command()
@@ -311,7 +322,7 @@ def dlq_discard(ctx: click.Context, ids: tuple[int, ...], why: str) -> None:
 
 @cli.command()
 @click.option("--examples", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="Folder with routes.toml and messages/ (default: the project's examples/).")
+              help="Folder with catalog.xml and messages/ (default: the project's examples/).")
 def demo(examples: Path | None) -> None:
     """A guided run of the whole flow on the embedded default, with the sample data."""
     from bus.demo import run_demo
@@ -349,8 +360,9 @@ def main(argv: list[str] | None = None) -> int:
         click.echo(f"govbus: {exc}", err=True)
         return 1
     except (BusError, ValidationError) as exc:
-        click.echo(f"govbus: error: {exc}", err=True)
-        return 2
+        code = getattr(exc, "exit_code", 2)  # 1: refused (e.g. not allowed), 2: a wrong request
+        click.echo(f"govbus: {'error: ' if code == 2 else ''}{exc}", err=True)
+        return code
     except (click.exceptions.Abort, KeyboardInterrupt):
         return 130
     except (OSError, TimeoutError) as exc:

@@ -35,3 +35,12 @@ def service_of(context: Context) -> Service:
     catalog = catalog_of(context)
     resources = Resources(catalog)
     return Service(catalog, resources, Applications(catalog, resources))
+
+
+def import_for_demo(context: Context, data: bytes) -> dict[str, dict[str, int]]:
+    """Entry point of `govbus.demo`: import the sample catalogue as the platform would."""
+    from catalog_registry.auth import PLATFORM_ADMIN, Actor
+    from catalog_registry.exchange import Exchange
+
+    service = service_of(context)
+    return Exchange(service.catalog, service.resources).import_(Actor("demo", PLATFORM_ADMIN, None, None), data)

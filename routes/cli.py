@@ -17,8 +17,12 @@ def routes() -> None:
 def show() -> None:
     """Print every resource, its provider and its recipients."""
     table = open_context(Settings.from_env()).table
-    click.echo(f"{'RESOURCE':16}  {'SPECIFICATION':14}  {'PROVIDER':10}  RECIPIENTS")
+    click.echo(f"{'RESOURCE':16}  {'SPECIFICATION':22}  {'PROVIDER':10}  RECIPIENTS")
     for code, resource in sorted(table.resources.items()):
-        recipients = ", ".join(r.subscriber for r in table.routes(code)) or "(none: not delivered)"
-        click.echo(f"{code:16}  {resource.specification:14}  {resource.provider:10}  {recipients}")
+        recipients = ", ".join(
+            r.subscriber + "".join(f" ({note})" for note in (
+                f"{len(r.items)} items" if r.items is not None else "", "filtered" if r.filter else "") if note)
+            for r in table.routes(code)
+        ) or "(none: not delivered)"
+        click.echo(f"{code:16}  {resource.specification:22}  {resource.provider:10}  {recipients}")
         click.echo(f"{'':16}  {resource.name}")

@@ -33,6 +33,8 @@ XSD_ROOT = Path(__file__).resolve().parent / "xsd"
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 ENVELOPE_NS = "urn:zhuhai:govbus:envelope"
 ENVELOPE = "envelope"
+# The platform's own formats, kept beside the data specifications but not messages' payloads.
+RESERVED = (ENVELOPE, "catalog")
 STATUSES = ("draft", "published", "deprecated")
 NAME = re.compile(r"[a-z][a-z0-9-]{0,63}\Z")
 VERSION = re.compile(r"[0-9]{1,4}\.[0-9]{1,4}\Z")
@@ -223,7 +225,7 @@ class Registry:
         if not self.builtin.is_dir():
             return
         known = {(e.name, e.version) for e in self.entries()}
-        for spec in sorted(p for p in self.builtin.iterdir() if p.is_dir() and NAME.match(p.name) and p.name != ENVELOPE):
+        for spec in sorted(p for p in self.builtin.iterdir() if p.is_dir() and NAME.match(p.name) and p.name not in RESERVED):
             for folder in sorted((p for p in spec.iterdir() if VERSION.match(p.name)), key=lambda p: version_key(p.name)):
                 main = folder / f"{spec.name}.xsd"
                 if (spec.name, folder.name) not in known and main.is_file():
@@ -265,7 +267,7 @@ class Registry:
             Incompatible: a publication the compatibility mode forbids (a draft is kept,
                 with its findings, instead).
         """
-        if not NAME.match(name) or name == ENVELOPE:
+        if not NAME.match(name) or name in RESERVED:
             raise InvalidSpecification(f"'{name}' is not a specification name: lower-case letters, digits and '-'")
         if not VERSION.match(version):
             raise InvalidSpecification(f"'{version}' is not a version: MAJOR.MINOR, e.g. 1.1")

@@ -21,7 +21,7 @@ from lxml import etree
 from schemas.errors import SchemaViolation, UnknownSpecification, UnknownVersion, UnpublishedVersion, WrongNamespace
 from schemas.model import load_model
 from schemas.parsing import SafeParser, line_and_column
-from schemas.registry import ENVELOPE, ENVELOPE_NS, NAME, VERSION, XSD_ROOT, Registry, version_key
+from schemas.registry import ENVELOPE, ENVELOPE_NS, NAME, RESERVED, VERSION, XSD_ROOT, Registry, version_key
 
 ENVELOPE_SPEC = ("envelope", "1.0")
 _REFRESH = 30.0  # seconds between reloads of the registry's statuses
@@ -225,7 +225,7 @@ class SchemaSet:
         if self.registry is None:
             self._status = {
                 (spec.name, folder.name): "published"
-                for spec in self.root.iterdir() if spec.is_dir() and NAME.match(spec.name) and spec.name != ENVELOPE
+                for spec in self.root.iterdir() if spec.is_dir() and NAME.match(spec.name) and spec.name not in RESERVED
                 for folder in spec.iterdir() if VERSION.match(folder.name) and (folder / f"{spec.name}.xsd").is_file()
             }
         else:

@@ -35,6 +35,7 @@ from bus.worker import Worker
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
+DATA = ROOT / "tests" / "data"
 MANAGEMENT = "http://127.0.0.1:15672/api"
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -106,7 +107,7 @@ def make_settings(broker_url: str, data_dir: Path, **changes: object) -> Setting
     values: dict[str, object] = {
         "broker_url": broker_url,
         "data_dir": data_dir,
-        "routes": EXAMPLES / "routes.toml",
+        "routes": DATA / "routes.toml",
         "prefix": f"t{uuid.uuid4().hex[:10]}",
         "retry": RetryPolicy(attempts=3, base_delay=0.2, factor=2.0, max_delay=1.0),
     }

@@ -63,7 +63,7 @@ def person_envelope(sender: str = "GA", resource: str = "GA-001", version: str =
 
 
 def random_people(n: int, seed: int = 1) -> list[Envelope]:
-    """`n` distinct valid person envelopes from GA (resource GA-001 of examples/routes.toml)."""
+    """`n` distinct valid person envelopes from GA (resource GA-001 of tests/data/routes.toml)."""
     rng = random.Random(seed)
     out = []
     for i in range(n):

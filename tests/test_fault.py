@@ -19,7 +19,7 @@ from pathlib import Path
 from bus.app import open_context
 from bus.deadletter import DeadLetterStore
 
-from tests.conftest import EXAMPLES, inbox_ids, make_settings, submit, wait_until
+from tests.conftest import DATA, inbox_ids, make_settings, submit, wait_until
 from tests.samples import random_people
 
 GOVBUS = str(Path(sys.executable).with_name("govbus"))
@@ -40,7 +40,7 @@ def test_workers_recover_and_every_message_arrives_exactly_once(vhost, amqp_url,
         **os.environ,
         "GOVBUS_BROKER_URL": amqp_url,
         "GOVBUS_DATABASE_URL": pg_url,
-        "GOVBUS_ROUTES": str(EXAMPLES / "routes.toml"),
+        "GOVBUS_ROUTES": str(DATA / "routes.toml"),
         "GOVBUS_PREFIX": settings.prefix,
     }
     subprocess.run([GOVBUS, "topology", "declare"], env=env, check=True, capture_output=True)

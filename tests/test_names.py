@@ -8,7 +8,7 @@ import pytest
 from bus.config import RetryPolicy
 from bus.names import Names
 
-DEPARTMENTS = ["GA", "MZ", "RS", "GS", "GSW", "DSW"]  # those of examples/routes.toml
+DEPARTMENTS = ["GA", "MZ", "RS", "GS", "GSW", "DSW"]  # those of tests/data/routes.toml
 
 
 def exchanges(names: Names) -> list[str]:

@@ -15,7 +15,7 @@ from bus.routing import Resource, Route
 from routes.table import parse_table
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLE = ROOT / "examples" / "routes.toml"
+SAMPLE = ROOT / "tests" / "data" / "routes.toml"
 GOVBUS = ROOT / ".venv" / "bin" / "govbus"
 
 HEAD = """\

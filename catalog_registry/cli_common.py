@@ -1,0 +1,72 @@
+"""What the catalogue's commands share: who acts, the service, and table output."""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from typing import Any
+
+import click
+
+from bus.app import open_context
+from bus.config import Settings
+from catalog_registry.auth import Actor
+from catalog_registry.service import Service, service_of
+
+
+class State:
+    """The acting user and, once needed, the catalogue service."""
+
+    def __init__(self, user: str | None) -> None:
+        self.user = user
+        self._service: Service | None = None
+
+    @property
+    def service(self) -> Service:
+        if self._service is None:
+            self._service = service_of(open_context(Settings.from_env()))
+        return self._service
+
+    @property
+    def actor(self) -> Actor:
+        if not self.user:
+            raise click.UsageError("say who acts: --as USER (or GOVBUS_USER)")
+        return self.service.catalog.actor(self.user)
+
+
+pass_state = click.make_pass_decorator(State)
+
+
+def table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> None:
+    if not rows:
+        click.echo("(none)")
+        return
+    widths = [max(len(title), *(columns_of(str(r.get(key) if r.get(key) is not None else "-")) for r in rows))
+              for key, title in columns]
+    click.echo("  ".join(pad(title, w) for (_, title), w in zip(columns, widths, strict=True)).rstrip())
+    for row in rows:
+        cells = [str(row.get(key) if row.get(key) is not None else "-") for key, _ in columns]
+        click.echo("  ".join(pad(c, w) for c, w in zip(cells, widths, strict=True)).rstrip())
+
+
+def columns_of(text: str) -> int:
+    """Terminal columns `text` takes: a Chinese character takes two."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def pad(text: str, width: int) -> str:
+    return text + " " * max(0, width - columns_of(text))
+
+
+def settings_of(pairs: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--setting")
+        out[key] = value
+    return out
+
+
+def show_json(value: Any) -> None:
+    click.echo(json.dumps(value, ensure_ascii=False, indent=2, default=str))
