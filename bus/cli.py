@@ -70,21 +70,35 @@ def _serve_until_signalled(context: Context, stages: tuple[str, ...], http: tupl
     logging.getLogger("govbus").info(
         "serving stages %s on %s", ", ".join(stages), settings.broker_url.split("@")[-1]
     )
-    if http is None:
-        def on_signal(signum: int, _frame: Any) -> None:
-            logging.getLogger("govbus").info("signal %d: stopping", signum)
-            stop.set()
+    def on_signal(signum: int, _frame: Any) -> None:
+        logging.getLogger("govbus").info("signal %d: stopping", signum)
+        stop.set()
 
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
+    # Installed in both cases: uvicorn captures SIGTERM/SIGINT while it runs, then restores
+    # these handlers and re-raises the signal, which must stop us, not kill us.
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    if http is None:
         worker.run(stop)
     else:
         from bus.http import serve_http
 
-        thread = threading.Thread(target=worker.run, args=(stop,), name="stages", daemon=True)
+        failure: list[BaseException] = []
+
+        def run_stages() -> None:
+            try:
+                worker.run(stop)
+            except BaseException as exc:  # re-raised in the main thread, which reports it
+                failure.append(exc)
+            finally:
+                stop.set()  # the HTTP server goes down with the stages
+
+        thread = threading.Thread(target=run_stages, name="stages", daemon=True)
         thread.start()
-        serve_http(context, http[0], http[1], stop)  # returns on SIGTERM or Ctrl-C
+        serve_http(context, http[0], http[1], stop)  # returns on SIGTERM, Ctrl-C or `stop`
         thread.join(30)
+        if failure:
+            raise failure[0]
     for name, stats in worker.stats().items():
         if stats:
             logging.getLogger("govbus").info("%s: %s", name, ", ".join(f"{k} {v}" for k, v in sorted(stats.items())))

@@ -36,12 +36,18 @@ def create_app(context: Context) -> FastAPI:
 
 
 def serve_http(context: Context, host: str, port: int, stop: threading.Event) -> None:
-    """Serve the app until SIGTERM or Ctrl-C (uvicorn's handlers, in the main thread); then
-    set `stop` so that the stages end too."""
+    """Serve the app until SIGTERM, Ctrl-C or `stop` (set when the stages end on their own, say
+    on a lost broker); then set `stop` so that the stages end too."""
     config = uvicorn.Config(create_app(context), host=host, port=port, log_level="warning", access_log=False,
                             lifespan="off")
     server = uvicorn.Server(config)
     log.info("HTTP on http://%s:%d (OpenAPI at /docs)", host, port)
+
+    def exit_with_the_stages() -> None:
+        stop.wait()
+        server.should_exit = True
+
+    threading.Thread(target=exit_with_the_stages, name="http-stop", daemon=True).start()
     try:
         server.run()
     finally:
