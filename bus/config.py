@@ -97,16 +97,19 @@ class Settings:
         """
         env = os.environ if environ is None else environ
         given = {k[len(PREFIX) :]: v for k, v in env.items() if k.startswith(PREFIX)}
-        unknown = sorted(set(given) - set(_READERS))
+        known = set(_READERS) | set(NOT_SETTINGS)
+        unknown = sorted(set(given) - known)
         if unknown:
             name = unknown[0]
-            close = difflib.get_close_matches(name, list(_READERS), n=1)
-            hint = f"; did you mean {PREFIX}{close[0]}?" if close else f"; known: {', '.join(PREFIX + k for k in sorted(_READERS))}"
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f"; did you mean {PREFIX}{close[0]}?" if close else f"; known: {', '.join(PREFIX + k for k in sorted(known))}"
             raise ConfigError(f"unknown setting {PREFIX}{name}{hint}")
         values: dict[str, Any] = {}
         xml: dict[str, int] = {}
         retry: dict[str, Any] = {}
         for key, raw in given.items():
+            if key in NOT_SETTINGS:
+                continue
             target, name, kind = _READERS[key]
             try:
                 value = kind(raw)
@@ -122,6 +125,9 @@ class Settings:
             values["retry"] = RetryPolicy(**retry)
         return cls(**values)
 
+
+# GOVBUS_ variables that are not settings of the platform but of one command's user.
+NOT_SETTINGS = ("USER",)  # who `govbus catalog` acts as
 
 # GOVBUS_<KEY> -> (which part of Settings, field name, type)
 _READERS: dict[str, tuple[str, str, Any]] = {

@@ -395,6 +395,11 @@ class Worker:
         self._stats: dict[str, Counter[str]] = {stage.name: Counter() for stage in self.stages}
         self.connected = threading.Event()
 
+    @property
+    def routing_version(self) -> int | None:
+        """The version of the routing table the stages run on (None without reloading)."""
+        return self._loaded_version
+
     def stats(self) -> dict[str, Counter[str]]:
         """What each stage did: forwarded, done, duplicates, retried, dead_lettered, requeued."""
         return self._stats

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import unicodedata
+from datetime import datetime, timezone
 from typing import Any
 
 import click
 
 from bus.app import open_context
 from bus.config import Settings
+from catalog_registry.applications import CHINA
 from catalog_registry.auth import Actor
 from catalog_registry.service import Service, service_of
 
@@ -37,15 +39,24 @@ class State:
 pass_state = click.make_pass_decorator(State)
 
 
+def cell(value: Any) -> str:
+    """A table cell; times in China's time zone, to the second, as the platform's users read them."""
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo else value.replace(tzinfo=timezone.utc)  # SQLite gives naive UTC
+        return aware.astimezone(CHINA).strftime("%Y-%m-%d %H:%M:%S")
+    return str(value)
+
+
 def table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> None:
     if not rows:
         click.echo("(none)")
         return
-    widths = [max(len(title), *(columns_of(str(r.get(key) if r.get(key) is not None else "-")) for r in rows))
-              for key, title in columns]
+    grid = [[cell(row.get(key)) for key, _ in columns] for row in rows]
+    widths = [max(len(title), *(columns_of(cells[i]) for cells in grid)) for i, (_, title) in enumerate(columns)]
     click.echo("  ".join(pad(title, w) for (_, title), w in zip(columns, widths, strict=True)).rstrip())
-    for row in rows:
-        cells = [str(row.get(key) if row.get(key) is not None else "-") for key, _ in columns]
+    for cells in grid:
         click.echo("  ".join(pad(c, w) for c, w in zip(cells, widths, strict=True)).rstrip())
 
 
