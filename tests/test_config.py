@@ -207,3 +207,11 @@ def test_bad_retry_attempts_from_the_environment_names_the_variable():
 def test_bad_retry_values_from_the_environment_raise_config_error(env):
     with pytest.raises(ConfigError):
         Settings.from_env(env)
+
+
+def test_the_catalogue_user_variable_is_not_a_setting_but_is_known():
+    # GOVBUS_USER says who `govbus catalog` acts as; every command must accept it
+    assert Settings.from_env({"GOVBUS_USER": "admin"}) == Settings.from_env({})
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"GOVBUS_USRE": "admin"})
+    assert "did you mean GOVBUS_USER?" in caught.value.message
