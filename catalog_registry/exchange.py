@@ -267,7 +267,7 @@ class Exchange:
                 published_revision=number, created_at=stamp, updated_at=stamp)).inserted_primary_key[0]
             conn.execute(insert(t.revision).values(resource_id=resource_id, number=number, state="published",
                                                    created_by=actor.username, created_at=stamp, **metadata))
-            self.resources._record(conn, resource_id, number, "import", None, "published", actor, "imported")
+            self.resources.record(conn, resource_id, number, "import", None, "published", actor, "imported")
             return "created"
         current = conn.execute(select(t.revision).where(t.revision.c.resource_id == row.id,
                                                         t.revision.c.number == row.published_revision)).first()
@@ -286,7 +286,7 @@ class Exchange:
         conn.execute(update(t.resource).where(t.resource.c.id == row.id).values(
             provider_id=provider_id, directory_id=directory_id, status="published", published_revision=new_number,
             updated_at=stamp))
-        self.resources._record(conn, row.id, new_number, "import", row.status, "published", actor, "imported")
+        self.resources.record(conn, row.id, new_number, "import", row.status, "published", actor, "imported")
         return "updated"
 
     def _import_subscription(self, conn: Connection, actor: Actor, element: etree._Element) -> str:

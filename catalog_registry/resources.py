@@ -163,8 +163,9 @@ class Resources:
             raise Invalid(f"not resource codes: {', '.join(bad)}")
         return merged
 
-    def _record(self, conn: Connection, resource_id: int, revision: int, action: str, before: str | None,
-                after: str, actor: Actor, reason: str = "") -> None:
+    def record(self, conn: Connection, resource_id: int, revision: int, action: str, before: str | None,
+               after: str, actor: Actor, reason: str = "") -> None:
+        """Keep a transition in the resource's history (the import's too)."""
         conn.execute(insert(t.resource_event).values(
             resource_id=resource_id, revision=revision, action=action, from_status=before, to_status=after,
             actor=actor.username, at=now(), reason=reason))
@@ -191,7 +192,7 @@ class Resources:
                 domain=self.catalog.domain, code=code, provider_id=department["id"], directory_id=directory_id,
                 status="draft", published_revision=None, created_at=stamp, updated_at=stamp)).inserted_primary_key[0]
             self._insert_revision(conn, resource_id, 1, "draft", metadata, actor)
-            self._record(conn, resource_id, 1, "create", None, "draft", actor)
+            self.record(conn, resource_id, 1, "create", None, "draft", actor)
         return self.get(code)
 
     def _next_code(self, conn: Connection, classification: str) -> str:
@@ -231,7 +232,7 @@ class Resources:
                     raise Invalid("only a draft moves, to the shared catalogue or its provider's own")
                 conn.execute(update(t.resource).where(t.resource.c.id == row.id).values(directory_id=directory_id))
             conn.execute(update(t.resource).where(t.resource.c.id == row.id).values(updated_at=now()))
-            self._record(conn, row.id, pending["number"], "edit", row.status, row.status, actor)
+            self.record(conn, row.id, pending["number"], "edit", row.status, row.status, actor)
         return self.get(code)
 
     def revise(self, actor: Actor, code: str, **values: Any) -> dict[str, Any]:
@@ -246,7 +247,7 @@ class Resources:
             metadata = self._metadata(values, {k: current[k] for k in _FIELDS})
             number = row.published_revision + 1
             self._insert_revision(conn, row.id, number, "draft", metadata, actor)
-            self._record(conn, row.id, number, "revise", row.status, row.status, actor)
+            self.record(conn, row.id, number, "revise", row.status, row.status, actor)
         return self.get(code)
 
     def submit(self, actor: Actor, code: str, reason: str = "") -> dict[str, Any]:
@@ -264,7 +265,7 @@ class Resources:
                 after = "submitted" if row.published_revision is None else "revision_submitted"
                 self._set_revision_state(conn, row.id, pending["number"], "submitted")
                 self._set_status(conn, row.id, after)
-                self._record(conn, row.id, pending["number"], "submit", row.status, after, actor, reason)
+                self.record(conn, row.id, pending["number"], "submit", row.status, after, actor, reason)
         return self.get(code)
 
     def approve(self, actor: Actor, code: str, reason: str = "") -> dict[str, Any]:
@@ -297,7 +298,7 @@ class Resources:
             if pending is not None and pending["state"] == "submitted":
                 self._set_revision_state(conn, row.id, pending["number"], "draft")
             self._set_status(conn, row.id, after)
-            self._record(conn, row.id, pending["number"] if pending else row.published_revision, "reject",
+            self.record(conn, row.id, pending["number"] if pending else row.published_revision, "reject",
                          row.status, after, actor, reason.strip())
         return self.get(code)
 
@@ -315,7 +316,7 @@ class Resources:
                 self._deregister(conn, row, actor, "deregister", reason.strip())
             else:
                 self._set_status(conn, row.id, "deregistration_submitted")
-                self._record(conn, row.id, row.published_revision, "deregister", row.status, "deregistration_submitted",
+                self.record(conn, row.id, row.published_revision, "deregister", row.status, "deregistration_submitted",
                              actor, reason.strip())
         return self.get(code)
 
@@ -335,11 +336,11 @@ class Resources:
             conn.execute(update(t.revision).where(t.revision.c.resource_id == row.id, t.revision.c.number == number)
                          .values(publish_date=now().date()))
         self._set_status(conn, row.id, "published", published_revision=number)
-        self._record(conn, row.id, number, action, row.status, "published", actor, reason)
+        self.record(conn, row.id, number, action, row.status, "published", actor, reason)
 
     def _deregister(self, conn: Connection, row: Any, actor: Actor, action: str, reason: str) -> None:
         self._set_status(conn, row.id, "deregistered")
-        self._record(conn, row.id, row.published_revision, action, row.status, "deregistered", actor, reason)
+        self.record(conn, row.id, row.published_revision, action, row.status, "deregistered", actor, reason)
         # nothing is delivered of a deregistered resource: its subscriptions end with it
         conn.execute(update(t.subscription).where(t.subscription.c.resource_id == row.id, t.subscription.c.status == "active")
                      .values(status="revoked", revoked_at=now(), revoked_by=actor.username,
