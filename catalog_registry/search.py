@@ -19,7 +19,8 @@ Ranking, per word (higher first; ties by code):
     pinyin            550  the full pinyin of the name starts with the word (500: contains it)
     text              300  the secondary text (abstract, data items) contains the word
     typo         200 - 50e  e edits (1; 2 for words of 7+ characters) from the name, the pinyin,
-                           or their prefix of the word's length; tried only when the word
+                           or their prefix of the word's length (also without the department
+                           the name begins with); tried only when the word
                            matches no code, name or pinyin among the candidates
 
 A query is normalised (NFKC, stripped, lower-case) and split on white space; every word must
@@ -172,6 +173,14 @@ class SearchIndex:
         self._pinyin = _Field([full for full, _ in spelled])
         self._initials = _Field([initials for _, initials in spelled])
         self._text = _Field([_normalise(d.text) for d in docs])
+        # Names often begin with their department (金湾区公安局流动人口信息): a typo in the
+        # subject is matched against the name without that beginning too.
+        subjects = [name.removeprefix(_normalise(d.provider_name)) or name for name, d in zip(self._names.values, docs)]
+        self._subjects = tuple(subjects) if subjects != list(self._names.values) else ()
+        self._subject_pinyin = tuple(
+            full if subject == name else _pinyin(subject)[0]
+            for subject, name, full in zip(self._subjects, self._names.values, self._pinyin.values)
+        )
 
         self._codes: dict[str, list[int]] = {}
         self._providers: dict[str, set[int]] = {}
@@ -299,16 +308,18 @@ class SearchIndex:
         """Positions of the documents within a few edits of `word` -> the fewest edits.
 
         Compared are the name and, for a word in Latin letters, the full pinyin, each whole and
-        cut to the word's length (so that "户藉人口" finds 户籍人口信息). Transposed letters
-        count as one edit ("kuo" for "kou").
+        cut to the word's length (so that "户藉人口" finds 户籍人口信息), and the same without
+        the department's name the name begins with. Transposed letters count as one edit
+        ("kuo" for "kou").
         """
         limit = 1 if len(word) < TYPO_LONG_WORD else 2
-        fields = ["name"]
+        fields = [("name", self._names.values), ("subject", self._subjects)]
         if word.isascii() and word.isalnum():
-            fields.append("pinyin")
+            fields += [("pinyin", self._pinyin.values), ("subject-pinyin", self._subject_pinyin)]
         edits: dict[int, int] = {}
-        for field in fields:
-            values = self._names.values if field == "name" else self._pinyin.values
+        for field, values in fields:
+            if not values:
+                continue  # no name begins with its department's
             for choices in (values, self._cut(field, values, len(word))):
                 for _, distance, i in process.extract(
                     word, choices, scorer=OSA.distance, score_cutoff=limit, limit=None

@@ -265,3 +265,20 @@ def test_a_large_catalogue_filtered_and_paged(large):
     expected = sorted(d.code for d in chosen)
     assert by_theme.total == len(expected)
     assert codes(by_theme) == expected[10:20]
+
+
+def test_a_typo_finds_a_name_that_begins_with_its_department():
+    # real catalogues often name a resource after its department first
+    index = SearchIndex([
+        Document(key=code, code=code, name=name, provider=provider, provider_name=provider_name,
+                 classification="0101", themes=(), text="")
+        for code, name, provider, provider_name in [
+            ("101001-0001", "金湾区公安局户籍人口信息", "JWGA", "金湾区公安局"),
+            ("101001-0002", "金湾区公安局机动车登记信息", "JWGA", "金湾区公安局"),
+            ("201002-0001", "市民政局婚姻登记信息", "MZ", "市民政局"),
+        ]
+    ])
+    assert codes(index.search("户藉人口信息")) == ["101001-0001"]
+    assert codes(index.search("hujirenkuo")) == ["101001-0001"]
+    assert codes(index.search("婚烟登记")) == ["201002-0001"]
+    assert index.search("婚烟登记").hits[0].reason == "typo"
