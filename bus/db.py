@@ -17,11 +17,25 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, LargeBinary, MetaData, Table, create_engine, event, inspect, text
+from sqlalchemy import Connection, DateTime, Engine, LargeBinary, MetaData, Table, TypeDecorator, create_engine, event, inspect, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from bus.errors import ConfigError
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """An instant, stored in UTC and always read with its time zone: SQLite keeps no offset and
+    hands back naive datetimes, which would otherwise read as local time, eight hours off in
+    China."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value
 
 metadata = MetaData()
 

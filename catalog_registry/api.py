@@ -8,19 +8,21 @@ checks that user's role and department, as the command line does. Errors are
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from pydantic import BaseModel, Field
 
-from catalog_registry.auth import Actor
-from catalog_registry.errors import CatalogError, Unauthenticated
+from catalog_registry.auth import Actor, sees
+from catalog_registry.errors import CatalogError, Forbidden, Invalid, NotFound, Unauthenticated
 from catalog_registry.exchange import Exchange
 from catalog_registry.search import SearchIndex
 from catalog_registry.service import service_of
-from catalog_registry.views import search_documents
+from catalog_registry.views import UNPUBLISHED, search_documents
 
 if TYPE_CHECKING:
     from bus.app import Context
@@ -142,7 +144,7 @@ def install(app: FastAPI, context: Context) -> None:
         return catalog.authenticate(credentials.username, credentials.password)
 
     def search_index() -> SearchIndex:
-        version = catalog.version()
+        version = catalog.listing_version()  # not moved by applications: they change no listing
         with index_lock:
             if index["version"] != version or index["index"] is None:
                 index["index"], index["version"] = SearchIndex(search_documents(service)), version
@@ -152,6 +154,13 @@ def install(app: FastAPI, context: Context) -> None:
     async def catalog_error(_request: Request, exc: CatalogError) -> JSONResponse:
         headers = {"WWW-Authenticate": 'Basic realm="govbus"'} if isinstance(exc, Unauthenticated) else None
         return JSONResponse({"error": exc.code, "message": exc.message}, status_code=exc.status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def malformed(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # one error shape for clients: a missing field is as invalid as a malformed code
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'request'}: {e['msg']}"
+                             for e in exc.errors())
+        return JSONResponse({"error": Invalid.code, "message": problems}, status_code=Invalid.status)
 
     api = APIRouter(prefix="/api/v1", tags=["catalogue"])
     me = Depends(actor)
@@ -225,18 +234,32 @@ def install(app: FastAPI, context: Context) -> None:
     def remove_theme(code: str, caller: Actor = me) -> None:
         catalog.remove_theme(caller, code)
 
+    # Reading: published metadata is for every user; drafts, reviews and their history for the
+    # provider and the platform admins; applications and subscriptions for the two departments.
+    def readable(code: str, caller: Actor) -> dict[str, Any]:
+        resource = resources.get(code)
+        if sees(caller, resource["provider"]):
+            return resource
+        if resource["status"] in UNPUBLISHED:
+            raise NotFound(f"no information resource {code}")  # as if absent: drafts are not announced
+        return {**resource, "pending": None}
+
     @api.get("/resources")
     def list_resources(provider: str | None = None, status: str | None = None, catalogue: str | None = None,
                        caller: Actor = me) -> list[dict[str, Any]]:
-        return resources.list(provider=provider, status=status, catalogue=catalogue)
+        return [r for r in resources.list(provider=provider, status=status, catalogue=catalogue)
+                if r["status"] not in UNPUBLISHED or sees(caller, r["provider"])]
 
     @api.get("/resources/{code:path}/history")
     def history(code: str, caller: Actor = me) -> list[dict[str, Any]]:
+        provider = readable(code, caller)["provider"]
+        if not sees(caller, provider):
+            raise Forbidden(f"the history of {code} is for {provider} and the platform admins")
         return resources.history(code)
 
     @api.get("/resources/{code:path}")
     def get_resource(code: str, caller: Actor = me) -> dict[str, Any]:
-        return resources.get(code)
+        return readable(code, caller)
 
     @api.post("/resources", status_code=201)
     def create_resource(body: ResourceIn, caller: Actor = me) -> dict[str, Any]:
@@ -271,29 +294,40 @@ def install(app: FastAPI, context: Context) -> None:
     @api.get("/applications")
     def list_applications(status: str | None = None, consumer: str | None = None, provider: str | None = None,
                           overdue: bool = False, caller: Actor = me) -> list[dict[str, Any]]:
-        return applications.list(status=status, consumer=consumer, provider=provider, overdue=overdue)
+        return [a for a in applications.list(status=status, consumer=consumer, provider=provider, overdue=overdue)
+                if sees(caller, a["consumer"], a["provider"])]
 
     @api.get("/applications/{application_id}")
     def get_application(application_id: int, caller: Actor = me) -> dict[str, Any]:
-        return {**applications.get(application_id), "history": applications.history(application_id)}
+        application = applications.get(application_id)
+        if not sees(caller, application["consumer"], application["provider"]):
+            raise NotFound(f"no application {application_id}")
+        return {**application, "history": applications.history(application_id)}
 
     @api.post("/applications", status_code=201)
     def apply(body: ApplicationIn, caller: Actor = me) -> dict[str, Any]:
         return applications.apply(caller, body.resource, body.consumer, purpose=body.purpose, kind=body.kind,
                                   items=body.items, filter=body.filter)
 
-    for action in ("submit", "approve", "reject", "revoke"):
-        def decide(application_id: int, body: Reason | None = None, caller: Actor = me, _action: str = action) -> dict[str, Any]:
-            method = getattr(applications, _action)
-            reason = body.reason if body else ""
-            return method(caller, application_id) if _action == "submit" else method(caller, application_id, reason)
+    def decision(action: str) -> Callable[..., dict[str, Any]]:
+        """The route of one decision on an application; the action is fixed by the URL alone."""
+        method = getattr(applications, action)
 
-        api.add_api_route(f"/applications/{{application_id}}/{action}", decide, methods=["POST"], name=f"application_{action}")
+        def decide(application_id: int, body: Reason | None = None, caller: Actor = me) -> dict[str, Any]:
+            reason = body.reason if body else ""
+            return method(caller, application_id) if action == "submit" else method(caller, application_id, reason)
+
+        return decide
+
+    for action in ("submit", "approve", "reject", "revoke"):
+        api.add_api_route(f"/applications/{{application_id}}/{action}", decision(action), methods=["POST"],
+                          name=f"application_{action}")
 
     @api.get("/subscriptions")
     def list_subscriptions(resource: str | None = None, subscriber: str | None = None, active: bool = True,
                            caller: Actor = me) -> list[dict[str, Any]]:
-        return applications.subscriptions(resource=resource, subscriber=subscriber, active=active)
+        return [s for s in applications.subscriptions(resource=resource, subscriber=subscriber, active=active)
+                if sees(caller, s["subscriber"], s["provider"])]
 
     @api.get("/search")
     def search(q: str = "", department: str | None = None, classification: str | None = None, theme: str | None = None,

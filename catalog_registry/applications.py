@@ -18,7 +18,6 @@ earlier one); revoking it, by either department's admin or a platform admin, end
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from lxml import etree
@@ -29,16 +28,11 @@ from catalog_registry.auth import Actor, require_admin_of, require_member_of, re
 from catalog_registry.catalog import Catalog, now
 from catalog_registry.errors import Conflict, Forbidden, Invalid, NotFound
 from catalog_registry.resources import Resources
-from catalog_registry.workdays import add_workdays
+from catalog_registry.workdays import add_workdays, today
 
 KINDS = ("usage", "negotiated")
 PENDING = ("pending_provider", "pending_platform")
 REPLY_DAYS = 10
-CHINA = timezone(timedelta(hours=8))
-
-
-def today() -> Any:
-    return datetime.now(CHINA).date()
 
 
 class Applications:
@@ -95,9 +89,12 @@ class Applications:
 
     def subscriptions(self, *, resource: str | None = None, subscriber: str | None = None,
                       active: bool = True) -> list[dict[str, Any]]:
-        query = (select(t.subscription, t.resource.c.code.label("resource"), t.department.c.code.label("subscriber"))
+        provider = t.department.alias("provider")
+        query = (select(t.subscription, t.resource.c.code.label("resource"), t.department.c.code.label("subscriber"),
+                        provider.c.code.label("provider"))
                  .select_from(t.subscription.join(t.resource, t.subscription.c.resource_id == t.resource.c.id)
-                              .join(t.department, t.subscription.c.subscriber_id == t.department.c.id))
+                              .join(t.department, t.subscription.c.subscriber_id == t.department.c.id)
+                              .join(provider, t.resource.c.provider_id == provider.c.id))
                  .order_by(t.subscription.c.id))
         if active:
             query = query.where(t.subscription.c.status == "active")
@@ -132,7 +129,7 @@ class Applications:
         if wanted["status"] not in ("published", "revision_submitted", "deregistration_submitted"):
             raise Conflict(f"resource {resource} is {wanted['status']}: only a published resource is applied for")
         if wanted["sharing_type"] == "not_shared":
-            raise Forbidden(f"resource {resource} ({wanted['name']}) is not shared: it cannot be applied for")
+            raise Conflict(f"resource {resource} ({wanted['name']}) is not shared: it cannot be applied for")
         if wanted["provider"] == consumer:
             raise Invalid(f"department {consumer} provides {resource} itself")
         self._check_items(wanted, items)
@@ -171,14 +168,14 @@ class Applications:
 
     def submit(self, actor: Actor, application_id: int) -> dict[str, Any]:
         """The consumer's admin submits: unconditional resources are granted at once."""
-        with self.catalog.write(routing=True) as conn:
+        with self.catalog.write(routing=True, listing=False) as conn:
             row = self._row(conn, application_id)
             require_admin_of(actor, row.consumer_id, row.consumer, "submit its applications")
             if row.status != "draft":
                 raise Conflict(f"application {application_id} is {row.status}, not a draft")
             sharing = self.resources.get(row.resource)["sharing_type"]
             if sharing == "not_shared":
-                raise Forbidden(f"resource {row.resource} is no longer shared")
+                raise Conflict(f"resource {row.resource} is no longer shared: it cannot be applied for")
             values: dict[str, Any] = {"submitted_at": now()}
             if sharing == "unconditional":
                 self._grant(conn, row, actor, "submit", "granted on application: the resource is shared unconditionally")
@@ -191,7 +188,7 @@ class Applications:
     def approve(self, actor: Actor, application_id: int, reason: str = "") -> dict[str, Any]:
         """The provider's admin approves; then, for a usage application on the shared
         catalogue, a platform admin."""
-        with self.catalog.write(routing=True) as conn:
+        with self.catalog.write(routing=True, listing=False) as conn:
             row = self._row(conn, application_id)
             if row.status == "pending_provider":
                 require_admin_of(actor, row.provider_id, row.provider, "approve applications for its resources")
@@ -227,7 +224,7 @@ class Applications:
         """End the subscription an approved application became."""
         if not reason.strip():
             raise Invalid("a revocation states its reason")
-        with self.catalog.write(routing=True) as conn:
+        with self.catalog.write(routing=True, listing=False) as conn:
             row = self._row(conn, application_id)
             if not (actor.platform_admin or actor.admin_of(row.consumer_id) or actor.admin_of(row.provider_id)):
                 raise Forbidden(f"only an admin of {row.consumer} or {row.provider}, or a platform admin, may revoke")

@@ -57,6 +57,12 @@ def require_member_of(actor: Actor, department_id: int, code: str, what: str) ->
         raise Forbidden(f"only a member of department {code} may {what}; {actor.username} is {_who(actor)}")
 
 
+def sees(actor: Actor, *departments: str) -> bool:
+    """Whether `actor` may read what concerns only `departments` (drafts, reviews,
+    applications): a platform admin, or a member of one of them. Published metadata is for all."""
+    return actor.platform_admin or actor.department_code in departments
+
+
 def _who(actor: Actor) -> str:
     return actor.role if actor.department_code is None else f"{actor.role} of {actor.department_code}"
 

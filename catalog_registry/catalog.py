@@ -53,27 +53,34 @@ class Catalog:
     # -- plumbing ----------------------------------------------------------------------------
 
     @contextmanager
-    def write(self, *, routing: bool = False) -> Iterator[Connection]:
-        """A transaction; with `routing`, one that changes what the routing table holds."""
+    def write(self, *, routing: bool = False, listing: bool | None = None) -> Iterator[Connection]:
+        """A transaction; with `routing`, one that changes what the routing table holds; with
+        `listing` (by default as `routing`), one that changes what search lists."""
         version = None
         with self.engine.begin() as conn:
             yield conn
-            if routing:
-                version = self._bump(conn)
-        if version is not None:
+            if routing or listing:
+                version = self._bump(conn, routing, routing if listing is None else listing)
+        if routing and version is not None:
             self.notify(version)
 
-    def _bump(self, conn: Connection) -> int:
-        updated = conn.execute(update(t.catalog_state).where(t.catalog_state.c.id == 1)
-                               .values(version=t.catalog_state.c.version + 1)).rowcount
+    def _bump(self, conn: Connection, routing: bool, listing: bool) -> int:
+        table = t.catalog_state
+        updated = conn.execute(update(table).where(table.c.id == 1).values(
+            version=table.c.version + int(routing), listing_version=table.c.listing_version + int(listing))).rowcount
         if not updated:
-            conn.execute(insert(t.catalog_state).values(id=1, version=1))
-        return int(conn.execute(select(t.catalog_state.c.version)).scalar_one())
+            conn.execute(insert(table).values(id=1, version=int(routing), listing_version=int(listing)))
+        return int(conn.execute(select(table.c.version)).scalar_one())
 
     def version(self) -> int:
         """Changes so far to what the routing table holds; cheap to ask."""
         with self.engine.connect() as conn:
             return int(conn.execute(select(t.catalog_state.c.version)).scalar() or 0)
+
+    def listing_version(self) -> int:
+        """Changes so far to what search lists (resources, departments); cheap to ask."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(t.catalog_state.c.listing_version)).scalar() or 0)
 
     def ensure_domain(self) -> None:
         """Register the platform's own domain if it is not there yet."""
@@ -247,13 +254,23 @@ class Catalog:
             if role not in ROLES:
                 raise Invalid(f"a role is one of {', '.join(ROLES)}")
             values["role"] = role
+            if role == PLATFORM_ADMIN:
+                values["department_id"] = None  # a platform admin belongs to no department
         if active is not None:
             values["active"] = active
         if password is not None:
             values["password_hash"] = hash_password(password)
+        if not values:
+            raise Invalid("nothing to change: give a role, an activity or a password")
         with self.write() as conn:
-            if not conn.execute(update(t.user).where(t.user.c.username == username).values(**values)).rowcount:
+            user = conn.execute(select(t.user.c.role, t.user.c.department_id).where(t.user.c.username == username)).first()
+            if user is None:
                 raise NotFound(f"no user {username}")
+            if role is not None and role != PLATFORM_ADMIN and user.department_id is None:
+                raise Invalid(f"{username} belongs to no department, so cannot be {role}: add a user of the department instead")
+            conn.execute(update(t.user).where(t.user.c.username == username).values(**values))
+            if not conn.execute(select(t.user.c.id).where(t.user.c.role == PLATFORM_ADMIN, t.user.c.active.is_(True))).first():
+                raise Conflict(f"{username} is the last active platform admin: the catalogue would have none")
 
     # -- directories ---------------------------------------------------------------------------
 

@@ -11,9 +11,9 @@ import click
 
 from bus.app import open_context
 from bus.config import Settings
-from catalog_registry.applications import CHINA
 from catalog_registry.auth import Actor
 from catalog_registry.service import Service, service_of
+from catalog_registry.workdays import CHINA
 
 
 class State:

@@ -28,6 +28,7 @@ from catalog_registry import tables as t
 from catalog_registry.auth import Actor, require_admin_of, require_member_of, require_platform_admin
 from catalog_registry.catalog import Catalog, now
 from catalog_registry.errors import Conflict, Invalid, NotFound
+from catalog_registry.workdays import today
 
 SHARING_TYPES = ("unconditional", "conditional", "not_shared")
 SHARING_MODES = ("subscription", "query", "file")
@@ -298,8 +299,9 @@ class Resources:
             if pending is not None and pending["state"] == "submitted":
                 self._set_revision_state(conn, row.id, pending["number"], "draft")
             self._set_status(conn, row.id, after)
-            self.record(conn, row.id, pending["number"] if pending else row.published_revision, "reject",
-                         row.status, after, actor, reason.strip())
+            # a rejected deregistration concerns the revision in force, even with a new one drafted
+            number = pending["number"] if pending and row.status != "deregistration_submitted" else row.published_revision
+            self.record(conn, row.id, number, "reject", row.status, after, actor, reason.strip())
         return self.get(code)
 
     def deregister(self, actor: Actor, code: str, reason: str) -> dict[str, Any]:
@@ -334,7 +336,7 @@ class Resources:
         revisions = self._revisions(conn, row.id)
         if revisions[number]["publish_date"] is None:
             conn.execute(update(t.revision).where(t.revision.c.resource_id == row.id, t.revision.c.number == number)
-                         .values(publish_date=now().date()))
+                         .values(publish_date=today()))
         self._set_status(conn, row.id, "published", published_revision=number)
         self.record(conn, row.id, number, action, row.status, "published", actor, reason)
 

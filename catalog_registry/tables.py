@@ -9,8 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from sqlalchemy import (
-    Boolean, Column, Date, DateTime, ForeignKey, Integer, MetaData, String, Table, Text, UniqueConstraint,
+    Boolean, Column, Date, ForeignKey, Integer, MetaData, String, Table, Text, UniqueConstraint,
 )
+
+from bus.db import UtcDateTime
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -33,7 +35,7 @@ department = Table(
     Column("parent_id", Integer, ForeignKey("catalog_department.id")),
     Column("outbound", String(64), nullable=False, default="inbox"),
     Column("outbound_settings", Text, nullable=False, default="{}"),  # JSON
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
     UniqueConstraint("domain", "code", name="uq_catalog_department_code"),
 )
 
@@ -46,7 +48,7 @@ user = Table(
     Column("department_id", Integer, ForeignKey("catalog_department.id")),
     Column("password_hash", String(200), nullable=False),
     Column("active", Boolean, nullable=False, default=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
 )
 
 directory = Table(
@@ -79,8 +81,8 @@ resource = Table(
     Column("directory_id", Integer, ForeignKey("catalog_directory.id"), nullable=False),
     Column("status", String(32), nullable=False),
     Column("published_revision", Integer),  # the revision in force, if any
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
     UniqueConstraint("domain", "code", name="uq_catalog_resource_code"),
 )
 
@@ -107,7 +109,7 @@ revision = Table(
     Column("specification", String(64)),
     Column("specification_version", String(16)),
     Column("created_by", String(64), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
     UniqueConstraint("resource_id", "number", name="uq_catalog_revision_number"),
 )
 
@@ -120,7 +122,7 @@ resource_event = Table(
     Column("from_status", String(32)),
     Column("to_status", String(32), nullable=False),
     Column("actor", String(64), nullable=False),
-    Column("at", DateTime(timezone=True), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
     Column("reason", Text, nullable=False, default=""),
 )
 
@@ -135,8 +137,8 @@ application = Table(
     Column("purpose", Text, nullable=False),
     Column("status", String(32), nullable=False),
     Column("created_by", String(64), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("submitted_at", DateTime(timezone=True)),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("submitted_at", UtcDateTime),
     Column("deadline", Date),  # the reply is due by the end of this day
     Column("subscription_id", Integer),
 )
@@ -149,7 +151,7 @@ application_event = Table(
     Column("from_status", String(32)),
     Column("to_status", String(32), nullable=False),
     Column("actor", String(64), nullable=False),
-    Column("at", DateTime(timezone=True), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
     Column("reason", Text, nullable=False, default=""),
 )
 
@@ -162,8 +164,8 @@ subscription = Table(
     Column("filter", Text),
     Column("status", String(16), nullable=False),  # active, revoked
     Column("application_id", Integer),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("revoked_at", DateTime(timezone=True)),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime),
     Column("revoked_by", String(64)),
     Column("revoke_reason", Text),
 )
@@ -172,5 +174,6 @@ subscription = Table(
 catalog_state = Table(
     "catalog_state", metadata,
     Column("id", Integer, primary_key=True),
-    Column("version", Integer, nullable=False),
+    Column("version", Integer, nullable=False),  # of what the routing table holds
+    Column("listing_version", Integer, nullable=False),  # of what search lists
 )

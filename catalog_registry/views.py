@@ -6,13 +6,16 @@ from catalog_registry.search import Document
 from catalog_registry.service import Service
 
 
+UNPUBLISHED = ("draft", "submitted")  # never published: for the provider and the platform admins only
+
+
 def search_documents(service: Service) -> list[Document]:
     """One search document per resource of the platform's domain that is or was published,
     its data items' Chinese names among the text searched."""
     names = {d["code"]: d["name"] for d in service.catalog.departments()}
     documents = []
     for row in service.resources.list():
-        if row["status"] in ("draft", "submitted"):
+        if row["status"] in UNPUBLISHED:
             continue  # not published yet: not for discovery
         items = service.resources.items(row["specification"], row["specification_version"])
         documents.append(Document(

@@ -6,12 +6,17 @@ weekends are off, and a deadline says so in the log)."""
 from __future__ import annotations
 
 import logging
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 import chinese_calendar
 
 log = logging.getLogger("govbus.catalog")
 _warned: set[int] = set()
+CHINA = timezone(timedelta(hours=8))  # the platform's users' time: dates are theirs, not UTC's
+
+
+def today() -> date:
+    return datetime.now(CHINA).date()
 
 
 def is_workday(day: date) -> bool:

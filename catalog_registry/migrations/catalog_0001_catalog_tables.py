@@ -28,6 +28,7 @@ def upgrade() -> None:
     op.create_table('catalog_state',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('listing_version', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
     op.create_table('catalog_department',
