@@ -13,13 +13,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import latency, pipeline, schema_check, validate  # noqa: E402
+from bench import catalog, latency, pipeline, schema_check, validate  # noqa: E402
 
 BENCHMARKS = {
     "validate": validate.main,
     "pipeline": pipeline.main,
     "latency": latency.main,
     "schema-check": schema_check.main,
+    "catalog": catalog.main,
 }
 
 

@@ -45,14 +45,14 @@ def compile_table(catalog: Catalog) -> RoutingTable:
         subscriptions = conn.execute(
             select(t.subscription.c.resource_id, t.subscription.c.subscriber_id, t.subscription.c["items"],
                    t.subscription.c["filter"]).where(t.subscription.c.status == "active")).all()
-    code_of = {d.id: d.code for d in departments}
-    routed = {r.id: r.code for r in resources}
+    # Rows unpacked as tuples: attribute access on 50,000 rows costs a third of the compile.
+    code_of = {id_: code for id_, code, *_ in departments}
+    routed = {id_: code for id_, code, *_ in resources}
     return RoutingTable(
-        [Department(d.code, d.name, d.outbound, json.loads(d.outbound_settings or "{}")) for d in departments],
-        [Resource(r.code, r.name, code_of[r.provider_id], r.specification) for r in resources],
-        [Route(routed[s.resource_id], code_of[s.subscriber_id],
-               frozenset(json.loads(s.items)) if s.items else None, s.filter or None)
-         for s in subscriptions if s.resource_id in routed and s.subscriber_id in code_of],
+        [Department(code, name, outbound, json.loads(settings or "{}")) for _, code, name, outbound, settings in departments],
+        [Resource(code, name, code_of[provider_id], specification) for _, code, provider_id, name, specification in resources],
+        [Route(routed[resource_id], code_of[subscriber_id], frozenset(json.loads(items)) if items else None, filter_ or None)
+         for resource_id, subscriber_id, items, filter_ in subscriptions if resource_id in routed and subscriber_id in code_of],
     )
 
 

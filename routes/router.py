@@ -109,6 +109,7 @@ class RouterStage:
     def _copies(self, env: Envelope, routes: tuple[Route, ...]) -> tuple[Publish, ...]:
         publishes = []
         document: Any = None
+        masked: dict[frozenset[str], bytes] = {}  # subscribers granted the same items share one copy
         for route in routes:
             if route.filter is None and route.items is None:
                 publishes.append(Publish(self._to, route.subscriber, env))
@@ -119,7 +120,10 @@ class RouterStage:
             payload = document.find(_BODY)[0]
             if route.filter is not None and not self._matches(route.filter, payload):
                 continue
-            body = env.body if route.items is None else mask(document, route.items)
+            if route.items is None:
+                body = env.body
+            elif (body := masked.get(route.items)) is None:
+                body = masked[route.items] = mask(document, route.items)
             publishes.append(Publish(self._to, route.subscriber, env.copy(body=body)))
         return tuple(publishes)
 
