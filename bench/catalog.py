@@ -56,10 +56,11 @@ from bus.envelope import Envelope, build_envelope
 from bus.names import Names
 from bus.stage import Delivery, Forward
 from catalog_registry import tables as t
+from catalog_registry.resources import IN_FORCE
 from catalog_registry.search import SearchIndex
 from catalog_registry.service import Service, service_of
 from catalog_registry.views import search_documents
-from routes.catalog import IN_FORCE, CatalogSource, compile_table
+from routes.catalog import CatalogSource, compile_table
 from routes.router import RouterStage, mask
 from schemas import SafeParser
 from schemas.dictionary import data_items

@@ -17,12 +17,12 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from pydantic import BaseModel, Field
 
-from catalog_registry.auth import Actor, sees
-from catalog_registry.errors import CatalogError, Forbidden, Invalid, NotFound, Unauthenticated
+from catalog_registry import views
+from catalog_registry.auth import Actor
+from catalog_registry.errors import CatalogError, Invalid, Unauthenticated
 from catalog_registry.exchange import Exchange
 from catalog_registry.search import SearchIndex
 from catalog_registry.service import service_of
-from catalog_registry.views import UNPUBLISHED, search_documents
 
 if TYPE_CHECKING:
     from bus.app import Context
@@ -147,7 +147,7 @@ def install(app: FastAPI, context: Context) -> None:
         version = catalog.listing_version()  # not moved by applications: they change no listing
         with index_lock:
             if index["version"] != version or index["index"] is None:
-                index["index"], index["version"] = SearchIndex(search_documents(service)), version
+                index["index"], index["version"] = SearchIndex(views.search_documents(service)), version
             return index["index"]  # type: ignore[no-any-return]
 
     @app.exception_handler(CatalogError)
@@ -234,32 +234,18 @@ def install(app: FastAPI, context: Context) -> None:
     def remove_theme(code: str, caller: Actor = me) -> None:
         catalog.remove_theme(caller, code)
 
-    # Reading: published metadata is for every user; drafts, reviews and their history for the
-    # provider and the platform admins; applications and subscriptions for the two departments.
-    def readable(code: str, caller: Actor) -> dict[str, Any]:
-        resource = resources.get(code)
-        if sees(caller, resource["provider"]):
-            return resource
-        if resource["status"] in UNPUBLISHED:
-            raise NotFound(f"no information resource {code}")  # as if absent: drafts are not announced
-        return {**resource, "pending": None}
-
     @api.get("/resources")
     def list_resources(provider: str | None = None, status: str | None = None, catalogue: str | None = None,
                        caller: Actor = me) -> list[dict[str, Any]]:
-        return [r for r in resources.list(provider=provider, status=status, catalogue=catalogue)
-                if r["status"] not in UNPUBLISHED or sees(caller, r["provider"])]
+        return views.resources(service, caller, provider=provider, status=status, catalogue=catalogue)
 
     @api.get("/resources/{code:path}/history")
     def history(code: str, caller: Actor = me) -> list[dict[str, Any]]:
-        provider = readable(code, caller)["provider"]
-        if not sees(caller, provider):
-            raise Forbidden(f"the history of {code} is for {provider} and the platform admins")
-        return resources.history(code)
+        return views.history(service, caller, code)
 
     @api.get("/resources/{code:path}")
     def get_resource(code: str, caller: Actor = me) -> dict[str, Any]:
-        return readable(code, caller)
+        return views.resource(service, caller, code)
 
     @api.post("/resources", status_code=201)
     def create_resource(body: ResourceIn, caller: Actor = me) -> dict[str, Any]:
@@ -294,15 +280,11 @@ def install(app: FastAPI, context: Context) -> None:
     @api.get("/applications")
     def list_applications(status: str | None = None, consumer: str | None = None, provider: str | None = None,
                           overdue: bool = False, caller: Actor = me) -> list[dict[str, Any]]:
-        return [a for a in applications.list(status=status, consumer=consumer, provider=provider, overdue=overdue)
-                if sees(caller, a["consumer"], a["provider"])]
+        return views.applications(service, caller, status=status, consumer=consumer, provider=provider, overdue=overdue)
 
     @api.get("/applications/{application_id}")
     def get_application(application_id: int, caller: Actor = me) -> dict[str, Any]:
-        application = applications.get(application_id)
-        if not sees(caller, application["consumer"], application["provider"]):
-            raise NotFound(f"no application {application_id}")
-        return {**application, "history": applications.history(application_id)}
+        return views.application(service, caller, application_id)
 
     @api.post("/applications", status_code=201)
     def apply(body: ApplicationIn, caller: Actor = me) -> dict[str, Any]:
@@ -326,8 +308,7 @@ def install(app: FastAPI, context: Context) -> None:
     @api.get("/subscriptions")
     def list_subscriptions(resource: str | None = None, subscriber: str | None = None, active: bool = True,
                            caller: Actor = me) -> list[dict[str, Any]]:
-        return [s for s in applications.subscriptions(resource=resource, subscriber=subscriber, active=active)
-                if sees(caller, s["subscriber"], s["provider"])]
+        return views.subscriptions(service, caller, resource=resource, subscriber=subscriber, active=active)
 
     @api.get("/search")
     def search(q: str = "", department: str | None = None, classification: str | None = None, theme: str | None = None,
@@ -340,7 +321,7 @@ def install(app: FastAPI, context: Context) -> None:
 
     @api.get("/export", response_class=Response)
     def export(domain: str | None = None, subscriptions: bool = False, caller: Actor = me) -> Response:
-        return Response(exchange.export(domain=domain, subscriptions=subscriptions), media_type="application/xml")
+        return Response(views.export(service, caller, domain=domain, subscriptions=subscriptions), media_type="application/xml")
 
     @api.post("/import")
     async def import_(request: Request, caller: Actor = me) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from catalog_registry import tables as t
 from catalog_registry.auth import Actor, require_admin_of, require_member_of, require_platform_admin
 from catalog_registry.catalog import Catalog, now
 from catalog_registry.errors import Conflict, Forbidden, Invalid, NotFound
-from catalog_registry.resources import Resources
+from catalog_registry.resources import IN_FORCE, Resources
 from catalog_registry.workdays import add_workdays, today
 
 KINDS = ("usage", "negotiated")
@@ -98,10 +98,10 @@ class Applications:
                  .order_by(t.subscription.c.id))
         if active:
             query = query.where(t.subscription.c.status == "active")
-        if resource:
-            query = query.where(t.resource.c.code == resource)
+        if resource:  # codes are qualified by domain: the platform's own
+            query = query.where(t.resource.c.code == resource, t.resource.c.domain == self.catalog.domain)
         if subscriber:
-            query = query.where(t.department.c.code == subscriber)
+            query = query.where(t.department.c.code == subscriber, t.department.c.domain == self.catalog.domain)
         with self.catalog.engine.connect() as conn:
             rows = [dict(r._mapping) for r in conn.execute(query)]
         for row in rows:
@@ -126,7 +126,7 @@ class Applications:
         if not purpose.strip():
             raise Invalid("an application states its purpose")
         wanted = self.resources.get(resource)
-        if wanted["status"] not in ("published", "revision_submitted", "deregistration_submitted"):
+        if wanted["status"] not in IN_FORCE:
             raise Conflict(f"resource {resource} is {wanted['status']}: only a published resource is applied for")
         if wanted["sharing_type"] == "not_shared":
             raise Conflict(f"resource {resource} ({wanted['name']}) is not shared: it cannot be applied for")

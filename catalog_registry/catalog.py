@@ -23,6 +23,22 @@ from catalog_registry.auth import (
 from catalog_registry.errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
 
 DEPARTMENT_CODE = re.compile(r"[A-Z0-9]{2,32}\Z")
+# XML 1.0 cannot carry these: text holding one would make every export of the catalogue fail
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
+
+
+def text(value: str, what: str, limit: int | None = None, *, missing: str | None = None) -> str:
+    """`value` stripped, checked: not empty (with `missing`, the message), at most `limit`
+    characters, no control characters. Raises Invalid naming `what`."""
+    cleaned = value.strip()
+    if missing is not None and not cleaned:
+        raise Invalid(missing)
+    if limit is not None and len(cleaned) > limit:
+        raise Invalid(f"{what} is at most {limit} characters, got {len(cleaned)}")
+    bad = _CONTROL.search(cleaned)
+    if bad:
+        raise Invalid(f"{what} holds a control character (U+{ord(bad.group()):04X}) at position {bad.start() + 1}")
+    return cleaned
 DOMAIN_CODE = re.compile(r"[0-9]{6}\Z")
 DOMAIN_LEVELS = ("province", "city", "district")
 
@@ -123,6 +139,7 @@ class Catalog:
             raise Invalid(f"a domain code is a 6-digit GB/T 2260 division code, got {code!r}")
         if level not in DOMAIN_LEVELS:
             raise Invalid(f"a domain level is one of {', '.join(DOMAIN_LEVELS)}")
+        name = text(name, "a domain's name", 100, missing="a domain needs a name")
         with self.write() as conn:
             if conn.execute(select(t.domain.c.code).where(t.domain.c.code == code)).first():
                 raise Conflict(f"domain {code} exists already")
@@ -162,8 +179,7 @@ class Catalog:
         require_platform_admin(actor, "add a department")
         if not DEPARTMENT_CODE.match(code):
             raise Invalid(f"a department code is 2-32 of A-Z and 0-9, got {code!r}")
-        if not name.strip():
-            raise Invalid("a department needs a name")
+        name = text(name, "a department's name", 100, missing="a department needs a name")
         with self.write(routing=True) as conn:
             parent_id = self.department(parent, conn=conn)["id"] if parent else None
             exists = conn.execute(select(t.department.c.id).where(
@@ -183,9 +199,7 @@ class Catalog:
             require_admin_of(actor, found["id"], code, "change the department")
         values: dict[str, Any] = {}
         if name is not None:
-            if not name.strip():
-                raise Invalid("a department needs a name")
-            values["name"] = name.strip()
+            values["name"] = text(name, "a department's name", 100, missing="a department needs a name")
         if outbound is not None:
             values["outbound"] = outbound
         if outbound_settings is not None:
@@ -224,7 +238,7 @@ class Catalog:
             raise Invalid("a user name is 2-64 of letters, digits and _ . @ -")
         if actor is None:
             if self.has_users():
-                raise Unauthenticated("only the first user can be added without logging in")
+                raise Conflict("the catalogue has its first user already: a platform admin adds the others")
             if role != PLATFORM_ADMIN:
                 raise Invalid("the first user must be a platform admin")
         elif not actor.platform_admin:
@@ -233,14 +247,15 @@ class Catalog:
                 raise Forbidden(f"{actor.username} ({actor.role}) may add staff of department {actor.department_code} only")
         if (role == PLATFORM_ADMIN) != (department is None):
             raise Invalid("a platform admin belongs to no department; department users need one")
+        display_name = text(display_name, "a user's display name", 100) or username
         with self.write() as conn:
             department_id = self.department(department, conn=conn)["id"] if department else None
             if conn.execute(select(t.user.c.id).where(t.user.c.username == username)).first():
                 raise Conflict(f"user {username} exists already")
             conn.execute(insert(t.user).values(
-                username=username, display_name=display_name or username, role=role, department_id=department_id,
+                username=username, display_name=display_name, role=role, department_id=department_id,
                 password_hash=hash_password(password), active=True, created_at=now()))
-        return {"username": username, "display_name": display_name or username, "role": role, "department": department}
+        return {"username": username, "display_name": display_name, "role": role, "department": department}
 
     def set_user(self, actor: Actor, username: str, *, role: str | None = None, active: bool | None = None,
                  password: str | None = None) -> None:
@@ -311,8 +326,7 @@ class Catalog:
             raise Invalid("a directory belongs to the shared catalogue or to a department's own")
         if (kind == "department") != (department is not None):
             raise Invalid("a department directory names its department; a shared one does not")
-        if not name.strip():
-            raise Invalid("a directory needs a name")
+        name = text(name, "a directory's name", 100, missing="a directory needs a name")
         with self.write() as conn:
             department_id = self.department(department, conn=conn)["id"] if department else None
             self._may_edit_directory(actor, kind, department_id, department)
@@ -328,8 +342,7 @@ class Catalog:
     def rename_directory(self, actor: Actor, directory_id: int, name: str) -> dict[str, Any]:
         found = self.directory(directory_id)
         self._may_edit_directory(actor, found["kind"], found["department_id"], found["department"])
-        if not name.strip():
-            raise Invalid("a directory needs a name")
+        name = text(name, "a directory's name", 100, missing="a directory needs a name")
         with self.write() as conn:
             conn.execute(update(t.directory).where(t.directory.c.id == directory_id).values(name=name.strip()))
         return self.directory(directory_id)
@@ -362,6 +375,7 @@ class Catalog:
         require_platform_admin(actor, "create a data theme")
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", code) or not name.strip():
             raise Invalid("a theme needs a code (letters, digits, _ and -) and a name")
+        name, description = text(name, "a theme's name", 100), text(description, "a theme's description")
         with self.write() as conn:
             if conn.execute(select(t.theme.c.id).where(t.theme.c.domain == self.domain, t.theme.c.code == code)).first():
                 raise Conflict(f"data theme {code} exists already")
@@ -370,7 +384,8 @@ class Catalog:
 
     def update_theme(self, actor: Actor, code: str, name: str | None = None, description: str | None = None) -> dict[str, Any]:
         require_platform_admin(actor, "modify a data theme")
-        values = {k: v for k, v in (("name", name), ("description", description)) if v is not None}
+        values = {k: text(v, f"a theme's {k}", 100 if k == "name" else None, missing=f"a theme needs a {k}" if k == "name" else None)
+                  for k, v in (("name", name), ("description", description)) if v is not None}
         with self.write() as conn:
             if not conn.execute(update(t.theme).where(t.theme.c.domain == self.domain, t.theme.c.code == code)
                                 .values(**values)).rowcount:

@@ -12,12 +12,11 @@ from pathlib import Path
 
 import click
 
+from catalog_registry import views
 from catalog_registry.auth import ROLES
 from catalog_registry.cli_common import State, pass_state, settings_of, table
 from catalog_registry.cli_resources import applications, resources, subscriptions
 from catalog_registry.exchange import Exchange, read_file
-from catalog_registry.search import SearchIndex
-from catalog_registry.views import search_documents
 
 
 @click.group()
@@ -52,7 +51,7 @@ def domains() -> None:
 @domains.command("list")
 @pass_state
 def domains_list(state: State) -> None:
-    table(state.service.catalog.domains(), [("code", "CODE"), ("level", "LEVEL"), ("parent", "PARENT"), ("name", "NAME")])
+    table(state.reader.catalog.domains(), [("code", "CODE"), ("level", "LEVEL"), ("parent", "PARENT"), ("name", "NAME")])
 
 
 @domains.command("add")
@@ -74,7 +73,7 @@ def departments() -> None:
 @departments.command("list")
 @pass_state
 def departments_list(state: State) -> None:
-    table(state.service.catalog.departments(), [("code", "CODE"), ("name", "NAME"), ("parent_code", "PARENT"),
+    table(state.reader.catalog.departments(), [("code", "CODE"), ("name", "NAME"), ("parent_code", "PARENT"),
                                                 ("outbound", "OUTBOUND")])
 
 
@@ -147,7 +146,7 @@ def directories() -> None:
 @click.option("--department", default=None)
 @pass_state
 def directories_list(state: State, catalogue: str | None, department: str | None) -> None:
-    rows = state.service.catalog.directories(catalogue, department)
+    rows = state.reader.catalog.directories(catalogue, department)
     table(rows, [("id", "ID"), ("kind", "CATALOGUE"), ("department", "DEPARTMENT"), ("parent_id", "PARENT"), ("name", "NAME")])
 
 
@@ -187,7 +186,7 @@ def themes() -> None:
 @themes.command("list")
 @pass_state
 def themes_list(state: State) -> None:
-    table(state.service.catalog.themes(), [("code", "CODE"), ("name", "NAME"), ("description", "DESCRIPTION")])
+    table(state.reader.catalog.themes(), [("code", "CODE"), ("name", "NAME"), ("description", "DESCRIPTION")])
 
 
 @themes.command("add")
@@ -233,7 +232,9 @@ def search(state: State, query: str, department: str | None, classification: str
            page: int, size: int) -> None:
     """Find resources by keyword (exact, substring, pinyin initials such as hjrk, typos), or
     browse them by department, classification and theme."""
-    index = SearchIndex(search_documents(state.service))
+    from catalog_registry.search import SearchIndex  # pypinyin: loaded when searching only
+
+    index = SearchIndex(views.search_documents(state.reader))
     found = index.search(query, department=department, classification=classification, theme=theme, page=page, size=size)
     click.echo(f"{found.total} found; page {found.page} of {max(1, -(-found.total // found.size))}")
     table([{"code": h.document.code, "name": h.document.name, "provider": h.document.provider,
@@ -248,7 +249,7 @@ def search(state: State, query: str, department: str | None, classification: str
 @pass_state
 def export(state: State, file: Path, domain: str | None, subscriptions: bool) -> None:
     """Write the catalogue as XML (schemas/xsd/catalog/1.0) for the provincial catalogue."""
-    data = Exchange(state.service.catalog, state.service.resources).export(domain=domain, subscriptions=subscriptions)
+    data = views.export(state.service, state.actor, domain=domain, subscriptions=subscriptions)
     try:
         file.write_bytes(data)
     except OSError as exc:

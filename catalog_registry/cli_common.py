@@ -30,6 +30,12 @@ class State:
         return self._service
 
     @property
+    def reader(self) -> Service:
+        """The service, once the acting user is known: reading needs a user, as in the REST API."""
+        self.actor  # noqa: B018  (raises for an unknown or missing user)
+        return self.service
+
+    @property
     def actor(self) -> Actor:
         if not self.user:
             raise click.UsageError("say who acts: --as USER (or GOVBUS_USER)")

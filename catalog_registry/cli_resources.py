@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from catalog_registry import views
 from catalog_registry.applications import KINDS
 from catalog_registry.cli_common import State, pass_state, show_json, table
 from catalog_registry.resources import OPEN_TYPES, SHARING_MODES, SHARING_TYPES, UPDATE_CYCLES
@@ -57,7 +58,7 @@ def resources() -> None:
 @click.option("--catalogue", type=click.Choice(["shared", "department"]), default=None)
 @pass_state
 def resources_list(state: State, provider: str | None, status: str | None, catalogue: str | None) -> None:
-    rows = state.service.resources.list(provider=provider, status=status, catalogue=catalogue)
+    rows = views.resources(state.service, state.actor, provider=provider, status=status, catalogue=catalogue)
     table(rows, [("code", "CODE"), ("name", "NAME"), ("provider", "PROVIDER"), ("catalogue", "CATALOGUE"),
                  ("status", "STATUS"), ("sharing_type", "SHARING"), ("specification", "SPEC")])
 
@@ -67,7 +68,7 @@ def resources_list(state: State, provider: str | None, status: str | None, catal
 @click.option("--json", "as_json", is_flag=True, help="Everything, as JSON.")
 @pass_state
 def resources_show(state: State, code: str, as_json: bool) -> None:
-    view = state.service.resources.get(code)
+    view = views.resource(state.service, state.actor, code)
     if as_json:
         show_json(view)
         return
@@ -119,7 +120,7 @@ def resources_revise(state: State, code: str, **options: Any) -> None:
 def _transition(name: str, help: str, needs_reason: bool) -> None:
     @resources.command(name, help=help)
     @click.argument("code")
-    @click.option("--reason", required=needs_reason, default="")
+    @click.option("--reason", required=needs_reason, default=None if needs_reason else "")
     @pass_state
     def command(state: State, code: str, reason: str) -> None:
         action = getattr(state.service.resources, name)
@@ -139,7 +140,7 @@ _transition("deregister", "Deregister (注销) a published resource, saying why.
 @pass_state
 def resources_history(state: State, code: str) -> None:
     """Every transition: who, when, what, why."""
-    table(state.service.resources.history(code), [("at", "AT"), ("revision", "REV"), ("action", "ACTION"),
+    table(views.history(state.service, state.actor, code), [("at", "AT"), ("revision", "REV"), ("action", "ACTION"),
                                                   ("from_status", "FROM"), ("to_status", "TO"), ("actor", "BY"), ("reason", "REASON")])
 
 
@@ -155,7 +156,7 @@ def applications() -> None:
 @click.option("--overdue", is_flag=True, help="Only those waiting past their reply deadline.")
 @pass_state
 def applications_list(state: State, status: str | None, consumer: str | None, provider: str | None, overdue: bool) -> None:
-    rows = state.service.applications.list(status=status, consumer=consumer, provider=provider, overdue=overdue)
+    rows = views.applications(state.service, state.actor, status=status, consumer=consumer, provider=provider, overdue=overdue)
     for row in rows:
         row["flag"] = "OVERDUE" if row["overdue"] else ""
     table(rows, [("id", "ID"), ("kind", "KIND"), ("resource", "RESOURCE"), ("consumer", "CONSUMER"), ("status", "STATUS"),
@@ -166,7 +167,7 @@ def applications_list(state: State, status: str | None, consumer: str | None, pr
 @click.argument("application_id", type=int)
 @pass_state
 def applications_show(state: State, application_id: int) -> None:
-    show_json({**state.service.applications.get(application_id), "history": state.service.applications.history(application_id)})
+    show_json(views.application(state.service, state.actor, application_id))
 
 
 @applications.command("apply")
@@ -191,7 +192,7 @@ def applications_apply(state: State, resource: str, consumer: str, purpose: str,
 def _decision(name: str, help: str, needs_reason: bool) -> None:
     @applications.command(name, help=help)
     @click.argument("application_id", type=int)
-    @click.option("--reason", required=needs_reason, default="")
+    @click.option("--reason", required=needs_reason, default=None if needs_reason else "")
     @pass_state
     def command(state: State, application_id: int, reason: str) -> None:
         action = getattr(state.service.applications, name)
@@ -216,7 +217,7 @@ def subscriptions() -> None:
 @click.option("--all", "everything", is_flag=True, help="Revoked ones too.")
 @pass_state
 def subscriptions_list(state: State, resource: str | None, subscriber: str | None, everything: bool) -> None:
-    rows = state.service.applications.subscriptions(resource=resource, subscriber=subscriber, active=not everything)
+    rows = views.subscriptions(state.service, state.actor, resource=resource, subscriber=subscriber, active=not everything)
     for row in rows:
         row["items"] = ", ".join(row["items"]) if row["items"] else "all"
     table(rows, [("id", "ID"), ("resource", "RESOURCE"), ("subscriber", "SUBSCRIBER"), ("status", "STATUS"),

@@ -21,8 +21,8 @@ from sqlalchemy import Connection, insert, select, update
 from catalog_registry import tables as t
 from catalog_registry.auth import Actor, require_platform_admin
 from catalog_registry.catalog import Catalog, now
-from catalog_registry.errors import Invalid
-from catalog_registry.resources import Resources
+from catalog_registry.errors import Conflict, Invalid
+from catalog_registry.resources import IN_FORCE, Resources
 
 NS = "urn:zhuhai:govbus:catalog"
 C = f"{{{NS}}}"
@@ -81,7 +81,7 @@ class Exchange:
             section = _sub(root, "Resources")
             for code_domain in sorted(codes):
                 for view in self.resources.list(domain=code_domain):
-                    if view["status"] not in ("published", "revision_submitted", "deregistration_submitted"):
+                    if view["status"] not in IN_FORCE:
                         continue
                     self._resource(conn, section, code_domain, view["code"], paths, code_of)
             if subscriptions:
@@ -258,6 +258,12 @@ class Exchange:
             "themes": json.dumps([e.text for e in element.iterfind(f"{C}Themes/{C}Theme")]),
             "related_codes": json.dumps([e.text for e in element.iterfind(f"{C}Related/{C}Code")]),
         }
+        if domain == self.catalog.domain and metadata["specification"]:
+            # the platform's own resources are routed and validated by their specification
+            name, version = metadata["specification"], metadata["specification_version"]
+            if {e.version: e.status for e in self.catalog.registry.entries(name)}.get(version) not in ("published", "deprecated"):
+                raise Invalid(f"resource {code}: specification {name} {version} is not published in this platform's "
+                              f"schema registry; publish it first (govbus schemas publish)")
         number = int(element.get("revision"))
         row = conn.execute(select(t.resource).where(t.resource.c.domain == domain, t.resource.c.code == code)).first()
         stamp = now()
@@ -271,13 +277,17 @@ class Exchange:
             return "created"
         current = conn.execute(select(t.revision).where(t.revision.c.resource_id == row.id,
                                                         t.revision.c.number == row.published_revision)).first()
-        same = (current is not None and row.status == "published" and row.provider_id == provider_id
+        same = (current is not None and row.status in IN_FORCE and row.provider_id == provider_id
                 and row.directory_id == directory_id and current.number == number
                 and all(current._mapping[k] == v for k, v in metadata.items()))
         if same:
-            return "unchanged"
+            return "unchanged"  # whatever is under review here stays so
         latest = conn.execute(select(t.revision.c.number).where(t.revision.c.resource_id == row.id)
                               .order_by(t.revision.c.number.desc())).scalar() or 0
+        if row.status not in ("published", "deregistered") or latest != row.published_revision:
+            # overwriting would silently drop a draft or a review in progress
+            raise Conflict(f"resource {code} of {domain} is {row.status} with work in progress "
+                           f"(revision {latest}): finish or withdraw it before importing a new version")
         new_number = max(number, latest + 1)
         conn.execute(update(t.revision).where(t.revision.c.resource_id == row.id, t.revision.c.state == "published")
                      .values(state="superseded"))

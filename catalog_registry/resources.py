@@ -26,7 +26,7 @@ from sqlalchemy import Connection, func, insert, select, update
 
 from catalog_registry import tables as t
 from catalog_registry.auth import Actor, require_admin_of, require_member_of, require_platform_admin
-from catalog_registry.catalog import Catalog, now
+from catalog_registry.catalog import Catalog, now, text
 from catalog_registry.errors import Conflict, Invalid, NotFound
 from catalog_registry.workdays import today
 
@@ -35,6 +35,7 @@ SHARING_MODES = ("subscription", "query", "file")
 OPEN_TYPES = ("open", "conditional", "not_open")
 UPDATE_CYCLES = ("realtime", "daily", "weekly", "monthly", "quarterly", "yearly", "irregular")
 STATUSES = ("draft", "submitted", "published", "revision_submitted", "deregistration_submitted", "deregistered")
+IN_FORCE = ("published", "revision_submitted", "deregistration_submitted")  # a published revision applies
 _CLASSIFICATION = re.compile(r"[0-9]{1,2}(\.[0-9]{1,3}){1,3}\Z")
 _CODE = re.compile(r"[A-Z0-9][A-Z0-9/\-]{1,63}\Z")
 _FIELDS = ("classification", "name", "abstract", "format", "sharing_type", "sharing_conditions", "sharing_mode",
@@ -132,9 +133,12 @@ class Resources:
                               "open_conditions": "", "update_cycle": "irregular", "publish_date": None,
                               "related_codes": [], "themes": [], "specification": None, "specification_version": None}),
                   **{k: v for k, v in values.items() if v is not None}}
-        for field in ("classification", "name", "sharing_type", "sharing_mode"):
-            if not merged.get(field):
+        for field in ("classification", "name", "format", "sharing_type", "sharing_mode"):
+            if not (merged.get(field) or "").strip():
                 raise Invalid(f"a resource needs its {field.replace('_', ' ')}")
+        for field, limit in (("name", 200), ("format", 64), ("abstract", None), ("sharing_conditions", None),
+                             ("open_conditions", None)):
+            merged[field] = text(merged[field], f"a resource's {field.replace('_', ' ')}", limit)
         if not _CLASSIFICATION.match(merged["classification"]):
             raise Invalid("a classification is 类.项[.目[.细目]] in digits, e.g. 1.01.001")
         for field, allowed in (("sharing_type", SHARING_TYPES), ("sharing_mode", SHARING_MODES),

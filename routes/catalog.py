@@ -20,12 +20,12 @@ from sqlalchemy import select
 from bus.routing import Department, Resource, Route, RoutingTable
 from catalog_registry import tables as t
 from catalog_registry.catalog import Catalog
+from catalog_registry.resources import IN_FORCE
 from catalog_registry.service import catalog_of
 
 if TYPE_CHECKING:
     from bus.app import Context
 
-IN_FORCE = ("published", "revision_submitted", "deregistration_submitted")  # a published revision applies
 
 
 def compile_table(catalog: Catalog) -> RoutingTable:
