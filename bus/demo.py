@@ -103,7 +103,8 @@ def run_demo(examples: Path | None = None) -> None:
             echo("    accepted; no department subscribes to it")
     echo(f"\nReport: {len(submissions)} sent, {delivered} copies delivered, {dead} dead-lettered with their reasons.")
     echo("Inspect the dead letters:  govbus dlq list   then   govbus dlq show ID")
-    echo("The catalogue:             govbus catalog search hjrk;  govbus routes show")
+    echo("The catalogue:             govbus routes show;  govbus catalog init --admin admin, then")
+    echo("                           govbus catalog --as admin search hjrk")
 
 
 def _items_received(context: Any, department: str, message_id: str) -> list[str]:
