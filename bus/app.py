@@ -78,10 +78,12 @@ class Context:
         return self.routing_source.load()
 
     def reload(self) -> RoutingTable:
-        """Read the routing table again; outbounds of departments are rebuilt with it."""
-        self.__dict__.pop("table", None)
+        """Read the routing table again; outbounds of departments are rebuilt with it. If it
+        cannot be read, the table in hand stays."""
+        table = self.routing_source.load()
+        self.__dict__["table"] = table
         self._outbounds.clear()
-        return self.table
+        return table
 
     def outbound(self, department: Department) -> Outbound:
         if department.code not in self._outbounds:

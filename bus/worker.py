@@ -34,6 +34,7 @@ from bus.topology import Topology
 log = logging.getLogger("govbus.worker")
 
 _PRUNE_EVERY = 3600.0
+_RELOAD_RETRY = 5  # seconds before a failed reload is tried again
 _VERSION_CHECK = 30.0  # seconds between looks at the routing table's version
 # RECORD stages hold acknowledgements up to this long, to record many ids in one transaction
 _RECORD_DELAY = 0.1
@@ -434,14 +435,27 @@ class Worker:
             return
         if not self._reload_wanted and now >= self._next_version_check and self._version is not None:
             self._next_version_check = now + _VERSION_CHECK
-            self._reload_wanted = self._version() != self._loaded_version
+            try:
+                self._reload_wanted = self._version() != self._loaded_version
+            except Exception as exc:  # the catalogue database is away: keep routing on the table in hand
+                log.warning("cannot read the routing version (%s); still on version %s", exc, self._loaded_version)
         if self._reload_wanted:
-            self._reload()
+            self._reload(now)
 
-    def _reload(self) -> None:
-        """Finish what is in hand on the old stages, then start new ones on the new table."""
+    def _reload(self, now: float) -> None:
+        """Finish what is in hand on the old stages, then start new ones on the new table.
+
+        The new stages are built first: if the catalogue cannot be read, the old stages go on
+        with the table they have, and the reload is tried again a few seconds later."""
         self._reload_wanted = False
-        version = self._version() if self._version else None
+        try:
+            version = self._version() if self._version else None
+            stages = self._rebuild()  # type: ignore[misc]
+        except Exception as exc:
+            log.warning("routing table not reloaded (%s); still on version %s, trying again in %d s",
+                        exc, self._loaded_version, _RELOAD_RETRY)
+            self._next_version_check = now + _RELOAD_RETRY
+            return
         for runner in self.runners:
             runner.channel.cancel()
         deadline = time.monotonic() + 10.0
@@ -455,7 +469,7 @@ class Worker:
         self.broker.drain(0)  # sends the acknowledgements
         for runner in self.runners:
             runner.channel.close()
-        self.stages = self._rebuild()  # type: ignore[misc]
+        self.stages = stages
         self._start_runners(Topology(self.broker.connection.default_channel, self.settings, self.names))  # type: ignore[union-attr]
         self._loaded_version = version
         log.info("routing table reloaded (version %s)", version)
