@@ -4,7 +4,8 @@
 entry-point groups, and a wrong name fails when the process starts, with the names known:
 
 - `govbus.stages`: stage factories, called with the `Context`;
-- `govbus.outbound`: how a department takes deliveries, called with (Department, Context);
+- `govbus.adapters`: adapters to department systems; a department's outbound (how it takes
+  deliveries) is one, called with (Department, Context);
 - `govbus.routing`: where the routing table comes from, called with the Context;
 - `govbus.commands`: extra CLI command groups.
 """
@@ -87,8 +88,14 @@ class Context:
 
     def outbound(self, department: Department) -> Outbound:
         if department.code not in self._outbounds:
-            factory = plugin("govbus.outbound", department.outbound, f"outbound for department {department.code}")
-            self._outbounds[department.code] = factory(department, self)
+            factory = plugin("govbus.adapters", department.outbound, f"outbound for department {department.code}")
+            if getattr(factory, "direction", "outbound") != "outbound":
+                raise ConfigError(f"department {department.code}: {department.outbound} is an inbound adapter, not an outbound")
+            outbound = factory(department, self)
+            start = getattr(outbound, "start", None)
+            if start is not None:
+                start()
+            self._outbounds[department.code] = outbound
         return self._outbounds[department.code]
 
     def stages(self, names: Sequence[str]) -> list[Stage]:

@@ -1,8 +1,9 @@
 """The deliver stage: hands each subscriber's messages to how that department takes them.
 
 How a department takes its deliveries is an `Outbound`, found by name in the
-`govbus.outbound` entry-point group: the built-in `inbox` stores them in the platform's
-database for the department to collect; adapters add SOAP push, front-end tables and more.
+`govbus.adapters` entry-point group: the built-in `inbox` stores them in the platform's
+database for the department to collect (or fetch over SOAP); adapters add SOAP push,
+front-end tables and more.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
-from sqlalchemy import Column, DateTime, Engine, Integer, LargeBinary, String, Table, UniqueConstraint
+from sqlalchemy import Column, DateTime, Engine, Index, Integer, LargeBinary, String, Table, UniqueConstraint
 
 from bus.broker import Incoming
 from bus.db import HeldConnection, IdempotentInsert, db_error_text, metadata, utcnow
@@ -50,12 +51,22 @@ inbox = Table(
     Column("operation", String(16), nullable=False),
     Column("body", LargeBinary, nullable=False),
     Column("delivered_at", DateTime(timezone=True), nullable=False),
+    # A department that pulls its deliveries (SOAP Fetch) leases them: a fetched message is
+    # hidden until visible_at, and comes back then unless it was acknowledged.
+    Column("visible_at", DateTime(timezone=True)),
+    Column("fetches", Integer, nullable=False, server_default="0"),
+    Column("acked_at", DateTime(timezone=True)),
     UniqueConstraint("department", "message_id", name="uq_inbox_department_message"),
+    Index("ix_inbox_waiting", "department", "acked_at", "id"),
 )
 
 
 class InboxOutbound:
     """Stores deliveries in the `inbox` table, one transaction per batch, once per message."""
+
+    direction = "outbound"
+    summary = "the platform's inbox table, for the department to fetch (SOAP Fetch and Ack)"
+    settings = ()
 
     def __init__(self, department: Department, context: Context) -> None:
         self.department = department.code

@@ -13,13 +13,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar
 
+from lxml import etree
 from schemas import SafeParser, SchemaSet, ValidationError
 
 from bus.broker import Incoming
-from bus.envelope import read_envelope
+from bus.envelope import Envelope, read_envelope
 from bus.errors import BusError, HeaderMismatch
 from bus.names import Header, Names
-from bus.routing import RoutingTable
+from bus.routing import Resource, RoutingTable
 from bus.stage import CLAIM, Delivery, Failed, Forward, Outcome, Publish
 from bus.topology import Topology
 
@@ -66,20 +67,34 @@ class IngressStage:
         try:
             # checked here, not in decode, so that the dead letter carries the envelope's id
             _check_properties(delivery.incoming, env.message_id, env.sender, env.resource, env.version)
-            try:
-                resource = self.table.authorise(env.sender, env.resource)
-                validator = self.schemas.validator(resource.specification, env.version)
-            except (BusError, ValidationError):
-                # A malformed header explains an unknown resource or version better than the
-                # lookup does: report the envelope's own schema violation first, if any.
-                self.schemas.envelope().check(delivery.parsed, env.body, self.parser)
-                raise
-            validator.check(delivery.parsed, env.body, self.parser)
+            resource = self.check(env, delivery.parsed)
         except (BusError, ValidationError) as exc:
             return Failed(exc)
         if self.schemas.status(resource.specification, env.version) == "deprecated":
             self.schemas.count_deprecated(resource.specification, env.version, env.sender)
         return Forward((Publish(self._to, env.resource, env),))
+
+
+    def check(self, env: Envelope, root: etree._Element) -> Resource:
+        """The envelope's resource, if its sender may submit it and it follows the specification.
+
+        Also used by adapters (the SOAP gateway, inbound adapters) to refuse a message to its
+        sender at once, with the same reasons the ingress would dead-letter it for.
+
+        Raises:
+            BusError: unknown resource, or the sender is not its provider.
+            ValidationError: the envelope or payload breaks the schema (rule, line, column).
+        """
+        try:
+            resource = self.table.authorise(env.sender, env.resource)
+            validator = self.schemas.validator(resource.specification, env.version)
+        except (BusError, ValidationError):
+            # A malformed header explains an unknown resource or version better than the
+            # lookup does: report the envelope's own schema violation first, if any.
+            self.schemas.envelope().check(root, env.body, self.parser)
+            raise
+        validator.check(root, env.body, self.parser)
+        return resource
 
 
 def _check_properties(incoming: Incoming, message_id: str, sender: str, resource: str, version: str) -> None:

@@ -19,7 +19,7 @@ from bus.errors import ConfigError, NotAuthorized, UnknownResource
 @dataclass(frozen=True, slots=True)
 class Department:
     """A department on the bus. `outbound` names how it takes deliveries (an entry point of
-    the `govbus.outbound` group, `inbox` by default) and `settings` configure that."""
+    the `govbus.adapters` group, `inbox` by default) and `settings` configure that."""
 
     code: str
     name: str

@@ -13,10 +13,11 @@ import bus.dedup  # noqa: F401
 import bus.deliver  # noqa: F401
 from bus.db import metadata as bus_metadata
 from bus.db import migrate
+from adapters.tables import metadata as adapters_metadata
 from catalog_registry.tables import metadata as catalog_metadata
 from schemas.registry import metadata as schemas_metadata
 
-METADATA = {"bus": bus_metadata, "schemas": schemas_metadata, "catalog": catalog_metadata}
+METADATA = {"bus": bus_metadata, "schemas": schemas_metadata, "catalog": catalog_metadata, "adapters": adapters_metadata}
 
 
 def differences(url: str) -> dict[str, list[object]]:
