@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 INBOUND = "inbound"
 OUTBOUND = "outbound"
+RESPONDER = "responder"  # answers synchronous queries (adapters.query)
 
 log = logging.getLogger("govbus.adapters")
 

@@ -14,7 +14,6 @@ from bus.app import open_context
 from bus.config import Settings
 from bus.errors import ConfigError
 
-from adapters.base import INBOUND, InboundAdapter
 from adapters.registry import adapter_types, build, check_outbounds, direction_of, read_config, run_inbound
 
 
@@ -50,7 +49,7 @@ def check(config: Path | None) -> None:
             except ConfigError as exc:
                 problems.append(exc.message)
                 continue
-            click.echo(f"ok  {spec.name}: {spec.type} ({INBOUND}) for {spec.department}")
+            click.echo(f"ok  {spec.name}: {spec.type} ({direction_of(type(adapter))}) for {spec.department}")
             for setting in type(adapter).settings:
                 value = "****" if setting.secret else adapter.config[setting.name]
                 click.echo(f"      {setting.name} = {value}")
@@ -66,7 +65,7 @@ def check(config: Path | None) -> None:
 @adapters.command("run")
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
 def run(config: Path) -> None:
-    """Run the inbound adapters of an adapters file until SIGTERM or Ctrl-C."""
+    """Run the inbound adapters and responders of an adapters file until SIGTERM or Ctrl-C."""
     context = open_context(Settings.from_env())
     built = [build(spec, context) for spec in read_config(config)]
     stop = threading.Event()
@@ -77,4 +76,4 @@ def run(config: Path) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    run_inbound([a for a in built if isinstance(a, InboundAdapter)], context, stop)
+    run_inbound(built, context, stop)

@@ -1,6 +1,6 @@
 """Finding adapter types, reading an adapters file, and running inbound adapters.
 
-An adapters file (TOML) lists the inbound adapters a process runs, one `[[adapter]]` each:
+An adapters file (TOML) lists the inbound adapters and query responders a process runs, one `[[adapter]]` each:
 
     [[adapter]]
     name = "ga-frontdb"            # for logs and health; unique in the file
@@ -28,7 +28,7 @@ from bus.app import plugin, plugins
 from bus.errors import ConfigError
 from bus.routing import Department
 
-from adapters.base import INBOUND, OUTBOUND, Adapter, InboundAdapter
+from adapters.base import INBOUND, OUTBOUND, RESPONDER, Adapter
 from adapters.submit import Submitter
 
 if TYPE_CHECKING:
@@ -113,7 +113,7 @@ def build(spec: AdapterSpec, context: Context) -> Adapter:
             know, or wrong settings.
     """
     kind = plugin(GROUP, spec.type, f"adapter type (adapter {spec.name})")
-    if direction_of(kind) != INBOUND:
+    if direction_of(kind) not in (INBOUND, RESPONDER):
         raise ConfigError(
             f"adapter {spec.name}: {spec.type} is an outbound adapter; set it on the department instead: "
             f"govbus catalog departments update {spec.department} --outbound {spec.type} --setting KEY=VALUE ..."
@@ -138,17 +138,18 @@ def check_outbounds(context: Context) -> list[tuple[str, str, str | None]]:
     return results
 
 
-def run_inbound(adapters: Sequence[InboundAdapter], context: Context, stop: threading.Event) -> None:
-    """Start every adapter, poll each in its own thread until `stop`, then stop them all.
+def run_inbound(adapters: Sequence[Adapter], context: Context, stop: threading.Event) -> None:
+    """Start every inbound adapter and responder, run each in its own thread until `stop`,
+    then stop them all.
 
     Raises:
         ConfigError: an adapter could not start (the ones started are stopped again).
     """
     submitter = Submitter(context)
-    started: list[InboundAdapter] = []
+    started: list[Adapter] = []
     try:
         for adapter in adapters:
-            adapter.submitter = submitter
+            adapter.submitter = submitter  # type: ignore[attr-defined]
             try:
                 adapter.start()
             except ConfigError:
@@ -157,7 +158,8 @@ def run_inbound(adapters: Sequence[InboundAdapter], context: Context, stop: thre
                 raise ConfigError(f"adapter {adapter.name} cannot start: {type(exc).__name__}: {exc}") from None
             finally:
                 started.append(adapter)
-        threads = [threading.Thread(target=a.run, args=(stop,), name=f"adapter-{a.name}", daemon=True) for a in adapters]
+        threads = [threading.Thread(target=a.run, args=(stop,), name=f"adapter-{a.name}", daemon=True)  # type: ignore[attr-defined]
+                   for a in adapters]
         for thread in threads:
             thread.start()
         log.info("adapters running: %s", ", ".join(a.name for a in adapters))

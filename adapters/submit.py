@@ -9,9 +9,11 @@ to the ingress and counts as received only when the broker has confirmed it.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING
 from schemas import ValidationError
 
 from bus.broker import Broker, Channel, publish_confirmed
+from bus.deadletter import DeadLetterStore
 from bus.envelope import Envelope, read_envelope
 from bus.errors import BusError, Failure, NotAuthorized, TransientError, failure_of
 from bus.ingress import IngressStage
@@ -124,6 +127,25 @@ class Submitter:
             failure = None if refused is None else Failure("broker_refused", refused, False)
             out.append(Receipt(env.message_id, failure))
         return out
+
+    def dead_letter(self, data: bytes, receipt: Receipt, adapter: str) -> int:
+        """Keep a record that an inbound adapter read and the ingress refused as a dead letter,
+        so that nothing is lost silently: operators see it with its reason (`govbus dlq list`),
+        and once the cause is fixed, replay it to the ingress. Stored once per adapter and
+        record, however often it is read again. Returns the dead letter's id."""
+        assert receipt.failure is not None, "only refusals are dead letters"
+        try:
+            env, _ = read_envelope(data, self._stage.parser, self._stage.schemas)
+            sender, resource = env.sender, env.resource
+        except ValidationError:
+            sender = resource = None
+        key = receipt.message_id or hashlib.sha256(data).hexdigest()
+        names = self.context.names
+        return DeadLetterStore(self.context.engine).add(
+            data, receipt.failure, stage=f"adapter {adapter}"[:32], origin_exchange=names.ingress_exchange(),
+            origin_routing_key=f"{sender}.{resource}" if sender else "unknown", message_id=receipt.message_id,
+            sender=sender, resource=resource, dead_letter_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"adapter|{adapter}|{key}")),
+        )
 
     def publish(self, envelopes: Sequence[Envelope]) -> list[str | None]:
         """Publish judged envelopes to the ingress with confirms: None per message taken."""

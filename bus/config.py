@@ -67,6 +67,7 @@ class Settings:
     batch_size: int = 200
     delivery_limit: int = 20
     dedup_days: int = 7
+    fetch_visibility: float = 300.0  # seconds a fetched delivery stays hidden before it comes back
     xml: XmlLimits = field(default_factory=XmlLimits)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
@@ -76,6 +77,8 @@ class Settings:
         for name in ("prefetch", "batch_size", "delivery_limit", "dedup_days"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{PREFIX}{name.upper()} must be at least 1")
+        if self.fetch_visibility <= 0:
+            raise ConfigError(f"{PREFIX}FETCH_VISIBILITY must be more than 0 seconds")
         if not self.prefix.replace("-", "").replace("_", "").isalnum():
             raise ConfigError(f"{PREFIX}PREFIX must be letters, digits, '-' or '_', got {self.prefix!r}")
 
@@ -142,6 +145,7 @@ _READERS: dict[str, tuple[str, str, Any]] = {
     "BATCH_SIZE": ("", "batch_size", int),
     "DELIVERY_LIMIT": ("", "delivery_limit", int),
     "DEDUP_DAYS": ("", "dedup_days", int),
+    "FETCH_VISIBILITY": ("", "fetch_visibility", float),
     "XML_MAX_BYTES": ("xml", "max_bytes", int),
     "XML_MAX_DEPTH": ("xml", "max_depth", int),
     "RETRY_ATTEMPTS": ("retry", "attempts", int),

@@ -20,7 +20,7 @@ from sqlalchemy import Column, DateTime, Engine, Integer, LargeBinary, String, T
 
 from bus.broker import Broker, Incoming, publish_confirmed
 from bus.db import HeldConnection, IdempotentInsert, db_error_text, metadata, utcnow
-from bus.errors import BusError, TransientError
+from bus.errors import BusError, Failure, TransientError
 from bus.names import Header, Names
 from bus.stage import DONE, Delivery, Failed, Outcome
 from bus.topology import Topology
@@ -271,6 +271,31 @@ class DeadLetterStore:
                 if failure is None:
                     self._resolve(i, "replayed", who, f"replayed to {ready[i].origin_exchange or '(default)'} {ready[i].origin_routing_key}")
         return results
+
+    def add(self, body: bytes, failure: Failure, *, stage: str, origin_exchange: str, origin_routing_key: str,
+            message_id: str | None = None, sender: str | None = None, resource: str | None = None,
+            dead_letter_id: str | None = None) -> int:
+        """Store a dead letter for a message refused before it reached the broker (an adapter
+        read it from a department's table, folder or service); a replay publishes it to
+        `origin_exchange`. With the same `dead_letter_id` it is stored once.
+
+        Returns its id (the one stored before, for a `dead_letter_id` already stored).
+        """
+        now = utcnow()
+        row = {
+            "dead_letter_id": dead_letter_id or str(uuid.uuid4()),
+            "message_id": _text(message_id, 64), "correlation_id": None, "sender": _text(sender, 32),
+            "resource": _text(resource, 64), "reason": failure.code[:64], "reason_text": failure.message[:4000],
+            "rule": _text(failure.rule, 128), "line": failure.line, "column": failure.column, "stage": stage[:32],
+            "queue": None, "attempts": 1, "origin_exchange": origin_exchange, "origin_routing_key": origin_routing_key,
+            "first_failure": now.isoformat(), "last_failure": now.isoformat(),
+            "headers": json.dumps({Header.SENDER: sender, Header.RESOURCE: resource} if sender else {}, ensure_ascii=False),
+            "body": bytes(body), "captured_at": now, "status": "pending",
+        }
+        with self.engine.begin() as conn:
+            IdempotentInsert(self.engine, dead_letter)(conn, [row])
+            found = conn.execute(select(dead_letter.c.id).where(dead_letter.c.dead_letter_id == row["dead_letter_id"])).scalar()
+        return found  # type: ignore[no-any-return]
 
     def discard(self, ids: Sequence[int], reason: str, who: str) -> dict[int, str | None]:
         """Mark pending dead letters discarded, with the operator's reason."""

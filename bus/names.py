@@ -63,6 +63,18 @@ class Names:
     def control_queue(self, worker: str) -> str:
         return f"{self.prefix}.control.{worker}"
 
+    # Synchronous queries (SOAP Query): a direct exchange routes by resource code to the queue
+    # its provider's responder consumes; answers go through the default exchange to the
+    # asking process's own reply queue.
+    def query_exchange(self) -> str:
+        return f"{self.prefix}.query"
+
+    def query_queue(self, resource: str) -> str:
+        return f"{self.prefix}.query.{resource}"
+
+    def reply_queue(self, process: str) -> str:
+        return f"{self.prefix}.reply.{process}"
+
     def stage_queues(self) -> list[str]:
         return [self.ingress_queue(), self.routing_queue()]
 
@@ -93,5 +105,11 @@ class Header:
     QUEUE = "govbus-queue"
     DEAD_LETTER_ID = "govbus-dead-letter-id"
     REPLAYED_FROM = "govbus-replayed-from"
+    # queries: where the answer goes, who asks, how long the asker waits (ms); on an answer, a
+    # refusal's reason code and text
+    REPLY_TO = "govbus-reply-to"
+    ASKER = "govbus-asker"
+    ANSWER_ERROR = "govbus-answer-error"
+    ANSWER_ERROR_TEXT = "govbus-answer-error-text"
     # set by a stage on what it publishes while handling a redelivered (or so marked) message
     POSSIBLE_DUPLICATE = "govbus-possible-duplicate"

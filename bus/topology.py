@@ -119,6 +119,25 @@ class Topology:
         self._declare(Queue(name, exchange=exchange, routing_key="", durable=False, auto_delete=True, exclusive=True))
         return name
 
+    def query(self, resource: str) -> str:
+        """The query exchange and the queue of `resource`'s responder. Queries are answered
+        while the asker waits, or not at all: the queue is transient and a query expires with
+        its asker's timeout, so nothing stale is answered after a restart."""
+        exchange = self._exchange(self.names.query_exchange(), "direct")
+        self._declare(exchange)
+        name = self.names.query_queue(resource)
+        self._declare(Queue(name, exchange=exchange, routing_key=resource, durable=False, auto_delete=True))
+        return name
+
+    def query_exchange(self) -> None:
+        self._declare(self._exchange(self.names.query_exchange(), "direct"))
+
+    def reply(self, process: str) -> str:
+        """A process's own queue for answers to its queries; gone with its connection."""
+        name = self.names.reply_queue(process)
+        self._declare(Queue(name, durable=False, auto_delete=True, exclusive=True))
+        return name
+
     def everything(self, subscribers: Iterable[str]) -> list[str]:
         """Declare the whole topology; returns the queue names, for the operator."""
         self.dead_letters()
