@@ -131,10 +131,12 @@ def check_outbounds(context: Context) -> list[tuple[str, str, str | None]]:
     results = []
     for department in context.table.subscribers():
         try:
-            context.outbound(department)
-            results.append((department.code, department.outbound, None))
+            outbound = context.outbound(department)
         except ConfigError as exc:
             results.append((department.code, department.outbound, exc.message))
+            continue
+        # an outbound that cannot start yet does not stop a worker, but the check says so
+        results.append((department.code, department.outbound, None if getattr(outbound, "started", True) else outbound.problem))
     return results
 
 

@@ -12,9 +12,11 @@ entry-point groups, and a wrong name fails when the process starts, with the nam
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from functools import cached_property
 from importlib.metadata import EntryPoint, entry_points
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from schemas import Registry, SafeParser, SchemaSet, ValidationError
@@ -27,7 +29,7 @@ from bus.broker import Broker
 from bus.config import Settings
 from bus.db import make_engine, migrate
 from bus.dedup import Deduplicator
-from bus.errors import ConfigError
+from bus.errors import ConfigError, TransientError
 from bus.names import Names
 from bus.routing import Department, RoutingSource, RoutingTable
 from bus.stage import Stage
@@ -36,6 +38,8 @@ from bus.worker import Worker
 
 if TYPE_CHECKING:
     from bus.deliver import Outbound
+
+log = logging.getLogger("govbus")
 
 STAGES = ("ingress", "router", "deliver", "deadletter")
 
@@ -91,10 +95,9 @@ class Context:
             factory = plugin("govbus.adapters", department.outbound, f"outbound for department {department.code}")
             if getattr(factory, "direction", "outbound") != "outbound":
                 raise ConfigError(f"department {department.code}: {department.outbound} is an inbound adapter, not an outbound")
-            outbound = factory(department, self)
-            start = getattr(outbound, "start", None)
-            if start is not None:
-                start()
+            outbound = factory(department, self)  # wrong settings raise ConfigError here, at start
+            if hasattr(outbound, "start"):
+                outbound = _Started(outbound, f"{department.outbound} outbound of {department.code}")
             self._outbounds[department.code] = outbound
         return self._outbounds[department.code]
 
@@ -117,6 +120,48 @@ class Context:
 
         return Worker(self.settings, self.stages(stage_names), Deduplicator(self.engine), names=self.names,
                       rebuild=rebuild, version=self.routing_source.version)
+
+
+class _Started:
+    """An outbound adapter, started before its first delivery. A sink that cannot be reached
+    when the process starts (a department's service or database down) must not stop the
+    deliveries of every other department: its messages are retried, with the reason, until
+    it starts (`govbus adapters check` shows such problems beforehand)."""
+
+    def __init__(self, adapter: Any, what: str) -> None:
+        self.adapter = adapter
+        self.what = what
+        self.started = False
+        self._try_start()
+
+    def _try_start(self) -> None:
+        try:
+            self.adapter.start()
+            self.started = True
+        except Exception as exc:
+            log.error("%s cannot start: %s; its deliveries wait and are retried", self.what, exc)
+            self.problem = f"{self.what} cannot start: {exc}"
+
+    def deliver(self, envelopes: Sequence[Any]) -> list[BaseException | None]:
+        if not self.started:
+            self._try_start()
+            if not self.started:
+                raise TransientError(self.problem)
+        return self.adapter.deliver(envelopes)  # type: ignore[no-any-return]
+
+    def health(self) -> Any:
+        if not self.started:
+            self._try_start()
+        if not self.started:
+            return SimpleNamespace(ok=False, detail=self.problem)
+        return self.adapter.health()
+
+    def stop(self) -> None:
+        if self.started:
+            self.adapter.stop()
+
+    def __getattr__(self, name: str) -> Any:  # the adapter's own attributes (its settings, say)
+        return getattr(self.adapter, name)
 
 
 def open_context(settings: Settings, *, departments: Sequence[str] = ()) -> Context:

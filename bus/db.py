@@ -150,7 +150,7 @@ class IdempotentInsert:
                 kind = self.table.c[name].type.compile(dialect=self._dialect)
                 casts.append(f"CAST(:{name} AS {self._ARRAY_TYPES.get(kind, kind + '[]')})")
             statement = self._statements[columns] = text(
-                f"INSERT INTO {self.table.name} ({', '.join(columns)}) "
+                f"INSERT INTO {self._dialect.identifier_preparer.format_table(self.table)} ({', '.join(columns)}) "
                 f"SELECT * FROM unnest({', '.join(casts)}) ON CONFLICT DO NOTHING"
             )
         conn.execute(statement, {name: [row[name] for row in rows] for name in columns})
