@@ -14,6 +14,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from bus.app import Context, plugins
+from bus.worker import settle_heap
 
 log = logging.getLogger("govbus.http")
 
@@ -38,7 +39,9 @@ def create_app(context: Context) -> FastAPI:
 def serve_http(context: Context, host: str, port: int, stop: threading.Event) -> None:
     """Serve the app until SIGTERM, Ctrl-C or `stop` (set when the stages end on their own, say
     on a lost broker); then set `stop` so that the stages end too."""
-    config = uvicorn.Config(create_app(context), host=host, port=port, log_level="warning", access_log=False,
+    app = create_app(context)
+    settle_heap()  # the app's objects too: else each full collection walks them all again
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
                             lifespan="off")
     server = uvicorn.Server(config)
     log.info("HTTP on http://%s:%d (OpenAPI at /docs)", host, port)
