@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 INBOUND = "inbound"
 OUTBOUND = "outbound"
-RESPONDER = "responder"  # answers synchronous queries (adapters.query)
+RESPONDER = "responder"  # answers synchronous queries (adapters.query, bus.query)
 
 log = logging.getLogger("govbus.adapters")
 

@@ -33,7 +33,8 @@ from sqlalchemy import select
 from zeep.wsse.username import UsernameToken
 
 from adapters.gateway.credentials import CredentialStore
-from adapters.query import Query, Responder, serve_queries
+from adapters.query import Responder
+from bus.query import Query
 from adapters.tables import audit
 from bus.app import Context, open_context
 from bus.broker import Broker
@@ -334,7 +335,7 @@ class Register(Responder):
 def test_a_subscriber_queries_the_provider_through_the_gateway(served: Served) -> None:
     register = Register(Department("GA", "市公安局", "responder", {"resources": "GA-001"}), served.context, name="ga-register")
     stop = threading.Event()
-    thread = threading.Thread(target=serve_queries, args=(register, stop), daemon=True)
+    thread = threading.Thread(target=register.run, args=(stop,), daemon=True)
     thread.start()
     try:
         mz = served.client("MZ")

@@ -9,8 +9,9 @@ import time
 import pytest
 
 from adapters.mailbox import InvalidRequest, Mailbox
-from adapters.query import NoResponder, Query, QueryClient, QueryRefused, QueryTimeout, Responder, serve_queries
+from adapters.query import Responder
 from bus.errors import BusError, NotAuthorized
+from bus.query import NoResponder, Query, QueryClient, QueryRefused, QueryTimeout
 from bus.routing import Department
 
 from tests.conftest import inbox_ids, make_settings, running, submit, wait_until
@@ -32,7 +33,7 @@ class Registry(Responder):
 def responder(context):
     registry = Registry(Department("GA", "市公安局", "responder", {"resources": "GA-001"}), context, name="ga-registry")
     stop = threading.Event()
-    thread = threading.Thread(target=serve_queries, args=(registry, stop), daemon=True)
+    thread = threading.Thread(target=registry.run, args=(stop,), daemon=True)
     thread.start()
     client = QueryClient(context)
     # the responder's queue exists once it consumes: ask until the answer comes

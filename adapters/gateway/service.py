@@ -253,7 +253,7 @@ class GroupPublisher:
 class Gateway:
     """What the operations do, for both SOAP versions; one per process, shared by threads.
 
-    The mailbox (`adapters.mailbox`) and the query client (`adapters.query`) are loaded when
+    The mailbox (`adapters.mailbox`) and the query client (`bus.query`) are loaded when
     first used, so that Submit works in an installation that has neither.
     """
 
@@ -358,7 +358,7 @@ class Gateway:
                     if which == "mailbox":
                         from adapters.mailbox import Mailbox as Made
                     else:
-                        from adapters.query import QueryClient as Made
+                        from bus.query import QueryClient as Made
                 except ImportError:
                     log.error("gateway: adapters.%s is not installed; %s calls fail", which, which)
                     raise fault("Server.unavailable", f"this platform does not offer the {which} yet") from None
