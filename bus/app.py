@@ -7,7 +7,9 @@ entry-point groups, and a wrong name fails when the process starts, with the nam
 - `govbus.adapters`: adapters to department systems; a department's outbound (how it takes
   deliveries) is one, called with (Department, Context);
 - `govbus.routing`: where the routing table comes from, called with the Context;
-- `govbus.commands`: extra CLI command groups.
+- `govbus.commands`: extra CLI command groups;
+- `govbus.http`: routes of the HTTP server, `install(app, context)`;
+- `govbus.services`: platform services `govbus serve` runs beside the stages, `run(context, stop)`.
 """
 
 from __future__ import annotations

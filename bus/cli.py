@@ -78,6 +78,8 @@ def _serve_until_signalled(context: Context, stages: tuple[str, ...], http: tupl
     # these handlers and re-raises the signal, which must stop us, not kill us.
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    if set(stages) == set(STAGES):
+        _start_services(context, stop)
     if http is None:
         worker.run(stop)
     else:
@@ -102,6 +104,25 @@ def _serve_until_signalled(context: Context, stages: tuple[str, ...], http: tupl
     for name, stats in worker.stats().items():
         if stats:
             logging.getLogger("govbus").info("%s: %s", name, ", ".join(f"{k} {v}" for k, v in sorted(stats.items())))
+
+
+def _start_services(context: Context, stop: threading.Event) -> None:
+    """Start the platform services of the `govbus.services` group (e.g. the base libraries
+    answering queries), each `run(context, stop)` in a thread of its own, restarted after a
+    failure: `govbus serve` is the whole platform, and on the embedded default the only process."""
+    for name, entry in sorted(plugins("govbus.services").items()):
+        run = entry.load()
+
+        def keep_running(run: Any = run, name: str = name) -> None:
+            while not stop.is_set():
+                try:
+                    run(context, stop)
+                except Exception as exc:  # logged, then tried again: the rest of the platform goes on
+                    logging.getLogger("govbus").warning("service %s failed (%s); restarting in 5 s", name, exc)
+                stop.wait(5.0)
+
+        threading.Thread(target=keep_running, name=f"service-{name}", daemon=True).start()
+        logging.getLogger("govbus").info("service %s started", name)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
