@@ -1,8 +1,9 @@
 """The person specification evolves through the registry, as standards staff would evolve it.
 
-1.0 is shipped with govbus; 1.1 adds an optional e-mail address (compatible under BACKWARD,
-the mode 1.0 was published under); 2.0 drops the phone number (not compatible: 1.1 messages
-may carry one). The evolved files are in tests/data/person/<version>/person.xsd.
+1.0 and 1.1 are shipped with govbus; 1.2 is the shipped 1.1 plus an optional e-mail address
+(compatible under BACKWARD, the mode the shipped versions are published under); 2.0 is 1.2
+without the phone number (not compatible: 1.2 messages may carry one). The evolved files are in
+tests/data/person/<version>/person.xsd.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from schemas import Incompatible, InvalidSpecification
 from schemas.registry import Registry, metadata
 
 DATA = Path(__file__).resolve().parent / "data" / "person"
-V11 = DATA / "1.1" / "person.xsd"
+V12 = DATA / "1.2" / "person.xsd"
 V20 = DATA / "2.0" / "person.xsd"
 
 
@@ -49,113 +50,120 @@ def rules(findings) -> set[tuple[str, str, str, str]]:  # type: ignore[no-untype
 
 
 def test_shipped_person_is_published_under_the_default_mode(registry):
-    entry = registry.entry("person", "1.0")
-    assert (entry.status, entry.mode, entry.namespace) == ("published", "BACKWARD", "urn:zhuhai:govbus:person")
+    for version in ("1.0", "1.1"):
+        entry = registry.entry("person", version)
+        assert (entry.status, entry.mode, entry.namespace) == ("published", "BACKWARD", "urn:zhuhai:govbus:person")
+    assert versions(registry) == {"1.0": "published", "1.1": "published"}
 
 
 def test_adding_an_optional_element_is_published(registry):
-    publication = registry.publish(V11, "person", "1.1", who="standards")
+    publication = registry.publish(V12, "person", "1.2", who="standards")
     assert publication.outcome == "published"
     assert publication.findings == []
     entry = publication.entry
     assert (entry.status, entry.mode, entry.registered_by) == ("published", "BACKWARD", "standards")
     assert entry.published_at is not None
-    assert versions(registry) == {"1.0": "published", "1.1": "published"}
+    assert versions(registry) == {"1.0": "published", "1.1": "published", "1.2": "published"}
     # the registry hands back the very file that was published, and reads the new item from it
-    assert registry.main_path("person", "1.1").read_bytes() == V11.read_bytes()
-    assert not registry.model("person", "1.1").items["/Person/Email"].required
+    assert registry.main_path("person", "1.2").read_bytes() == V12.read_bytes()
+    assert not registry.model("person", "1.2").items["/Person/Email"].required
 
 
 def test_adding_an_optional_element_is_refused_under_forward(registry):
     with pytest.raises(Incompatible) as caught:
-        registry.publish(V11, "person", "1.1", mode="FORWARD")
+        registry.publish(V12, "person", "1.2", mode="FORWARD")
     assert rules(caught.value.findings) == {
-        ("element-removed", "/Person/Email", "forward", "1.0"),
-        ("type-removed", "EmailType", "forward", "1.0"),
+        ("element-removed", "/Person/Email", "forward", "1.1"),
+        ("element-removed", "/PersonBatch/Person/Email", "forward", "1.1"),  # a batch holds the same Person
+        ("type-removed", "EmailType", "forward", "1.1"),
     }
     assert "FORWARD" in str(caught.value)
-    assert versions(registry) == {"1.0": "published"}
+    assert versions(registry) == {"1.0": "published", "1.1": "published"}
 
 
 def test_removing_an_element_is_refused_and_nothing_is_registered(registry):
-    registry.publish(V11, "person", "1.1")
+    registry.publish(V12, "person", "1.2")
     with pytest.raises(Incompatible) as caught:
         registry.publish(V20, "person", "2.0")
     error = caught.value
     assert error.code == "incompatible_version"
-    assert ("element-removed", "/Person/Phone", "backward", "1.1") in rules(error.findings)
-    # the phone number's type went with it; nothing else changed between 1.1 and 2.0
+    assert ("element-removed", "/Person/Phone", "backward", "1.2") in rules(error.findings)
+    # the phone number's type went with it, and the batch's Person lost it too; nothing else
+    # changed between 1.2 and 2.0
     assert rules(error.findings) == {
-        ("element-removed", "/Person/Phone", "backward", "1.1"),
-        ("type-removed", "PhoneType", "backward", "1.1"),
+        ("element-removed", "/Person/Phone", "backward", "1.2"),
+        ("element-removed", "/PersonBatch/Person/Phone", "backward", "1.2"),
+        ("type-removed", "PhoneType", "backward", "1.2"),
     }
-    assert "BACKWARD" in str(error) and "2 finding(s)" in str(error)
-    assert versions(registry) == {"1.0": "published", "1.1": "published"}
+    assert "BACKWARD" in str(error) and "3 finding(s)" in str(error)
+    assert versions(registry) == {"1.0": "published", "1.1": "published", "1.2": "published"}
 
 
 def test_check_answers_before_publishing(registry):
-    registry.publish(V11, "person", "1.1")
+    registry.publish(V12, "person", "1.2")
     mode, findings = registry.check(V20, "person", "2.0")
     assert mode == "BACKWARD"
-    assert ("element-removed", "/Person/Phone", "backward", "1.1") in rules(findings)
+    assert ("element-removed", "/Person/Phone", "backward", "1.2") in rules(findings)
     assert registry.check(V20, "person", "2.0", mode="NONE") == ("NONE", [])
-    assert versions(registry) == {"1.0": "published", "1.1": "published"}
+    assert versions(registry) == {"1.0": "published", "1.1": "published", "1.2": "published"}
 
 
 def test_removing_an_element_is_published_under_none(registry):
-    registry.publish(V11, "person", "1.1")
+    registry.publish(V12, "person", "1.2")
     publication = registry.publish(V20, "person", "2.0", mode="NONE")
     assert (publication.outcome, publication.entry.mode, publication.findings) == ("published", "NONE", [])
     assert "/Person/Phone" not in registry.model("person", "2.0").items
 
 
 def test_publishing_the_same_files_again_changes_nothing(registry):
-    first = registry.publish(V11, "person", "1.1", who="standards").entry
-    again = registry.publish(V11, "person", "1.1", who="someone-else")
+    first = registry.publish(V12, "person", "1.2", who="standards").entry
+    again = registry.publish(V12, "person", "1.2", who="someone-else")
     assert again.outcome == "unchanged"
     assert again.entry == first
-    assert versions(registry) == {"1.0": "published", "1.1": "published"}
+    assert versions(registry) == {"1.0": "published", "1.1": "published", "1.2": "published"}
 
 
 def test_other_files_under_a_registered_version_are_refused(registry):
-    registry.publish(V11, "person", "1.1")
+    registry.publish(V12, "person", "1.2")
     with pytest.raises(InvalidSpecification, match="new version"):
-        registry.publish(V20, "person", "1.1")
+        registry.publish(V20, "person", "1.2")
     with pytest.raises(InvalidSpecification, match="new version"):
-        registry.publish(V11, "person", "1.0")
-    assert registry.main_path("person", "1.1").read_bytes() == V11.read_bytes()
+        registry.publish(V12, "person", "1.1")  # a shipped version is registered like any other
+    with pytest.raises(InvalidSpecification, match="new version"):
+        registry.publish(V12, "person", "1.0")
+    assert registry.main_path("person", "1.2").read_bytes() == V12.read_bytes()
 
 
 def test_an_incompatible_draft_is_kept_with_its_findings(registry):
-    registry.publish(V11, "person", "1.1")
+    registry.publish(V12, "person", "1.2")
     publication = registry.publish(V20, "person", "2.0", draft=True, who="standards")
     assert publication.outcome == "draft"
     assert publication.entry.status == "draft"
     assert publication.entry.published_at is None
-    assert ("element-removed", "/Person/Phone", "backward", "1.1") in rules(publication.findings)
+    assert ("element-removed", "/Person/Phone", "backward", "1.2") in rules(publication.findings)
     assert registry.entry("person", "2.0").status == "draft"
-    assert versions(registry) == {"1.0": "published", "1.1": "published", "2.0": "draft"}
+    assert versions(registry) == {"1.0": "published", "1.1": "published", "1.2": "published", "2.0": "draft"}
 
 
 def test_an_incompatible_draft_cannot_be_promoted(registry):
-    registry.publish(V11, "person", "1.1")
+    registry.publish(V12, "person", "1.2")
     registry.publish(V20, "person", "2.0", draft=True)
     with pytest.raises(Incompatible) as caught:
         registry.publish(V20, "person", "2.0")
-    assert ("element-removed", "/Person/Phone", "backward", "1.1") in rules(caught.value.findings)
+    assert ("element-removed", "/Person/Phone", "backward", "1.2") in rules(caught.value.findings)
     assert registry.entry("person", "2.0").status == "draft"
 
 
 def test_a_compatible_draft_is_promoted(registry):
-    assert registry.publish(V11, "person", "1.1", draft=True).outcome == "draft"
-    publication = registry.publish(V11, "person", "1.1")
+    assert registry.publish(V12, "person", "1.2", draft=True).outcome == "draft"
+    publication = registry.publish(V12, "person", "1.2")
     assert publication.outcome == "promoted"
     assert publication.entry.status == "published" and publication.entry.published_at is not None
 
 
 def test_a_draft_is_not_an_earlier_version_to_be_compatible_with(registry):
-    registry.publish(V11, "person", "1.1")
+    registry.publish(V12, "person", "1.2")
     registry.publish(V20, "person", "2.0", draft=True)
-    # 2.1 = 1.1 again: compared with the published 1.1, not with the 2.0 draft it would break
-    publication = registry.publish(V11, "person", "2.1")
+    # 2.1 = 1.2 again: compared with the published 1.2, not with the 2.0 draft it would break
+    publication = registry.publish(V12, "person", "2.1")
     assert (publication.outcome, publication.findings) == ("published", [])

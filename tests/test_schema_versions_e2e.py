@@ -2,7 +2,8 @@
 
 Each message is validated against the version its header names; a deprecated version is still
 accepted, and counted per sender; an unknown or draft version is dead-lettered with that
-reason; a version published while the workers run is accepted without a restart.
+reason; a version published while the workers run is accepted without a restart. 1.0 and 1.1
+are shipped; the test publishes 1.2 (the shipped 1.1 plus an optional e-mail address) and later ones.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from bus.envelope import build_envelope
 from tests.conftest import inbox_ids, make_settings, running, submit, wait_until
 from tests.samples import person
 
-DATA = Path(__file__).resolve().parent / "data" / "e2e"
+V12 = Path(__file__).resolve().parent / "data" / "person" / "1.2" / "person.xsd"
 
 
 def _with_email(email: str) -> bytes:
@@ -25,40 +26,40 @@ def _with_email(email: str) -> bytes:
 
 
 def _spec(tmp_path: Path, version: str) -> Path:
-    """person 1.1 (1.0 plus an optional e-mail address), copied under another name and version."""
+    """person 1.2 (the shipped 1.1 plus an optional e-mail address), copied for `version`."""
     folder = tmp_path / "spec" / version
     folder.mkdir(parents=True)
-    return Path(shutil.copy(DATA / "person-1.1.xsd", folder / "person.xsd"))
+    return Path(shutil.copy(V12, folder / "person.xsd"))
 
 
 def test_each_message_is_judged_by_the_version_it_names(amqp_url, pg_url, tmp_path):
     context = open_context(make_settings(amqp_url, tmp_path, database_url=pg_url))
     registry = context.registry
-    assert registry.publish(_spec(tmp_path, "1.1"), "person", "1.1", who="standards").outcome == "published"
+    assert registry.publish(_spec(tmp_path, "1.2"), "person", "1.2", who="standards").outcome == "published"
     registry.publish(_spec(tmp_path, "3.0"), "person", "3.0", draft=True, who="standards")
     registry.deprecate("person", "1.0")
 
     v10 = build_envelope("GA", "GA-001", "1.0", person())
-    v11 = build_envelope("GA", "GA-001", "1.1", _with_email("chen.zhiqiang@example.cn"))
-    v10_with_email = build_envelope("GA", "GA-001", "1.0", _with_email("chen.zhiqiang@example.cn"))
+    v12 = build_envelope("GA", "GA-001", "1.2", _with_email("chen.zhiqiang@example.cn"))
+    v11_with_email = build_envelope("GA", "GA-001", "1.1", _with_email("chen.zhiqiang@example.cn"))
     unknown = build_envelope("GA", "GA-001", "9.9", person())
     draft = build_envelope("GA", "GA-001", "3.0", person())
     store = DeadLetterStore(context.engine)
     with running(context):
-        submit(context, [v10, v11, v10_with_email, unknown, draft])
+        submit(context, [v10, v12, v11_with_email, unknown, draft])
         wait_until(lambda: len(store.list()) == 3, message="three dead letters")
         wait_until(lambda: len(inbox_ids(context, "MZ")) == 2, message="two deliveries")
 
         # published while running: taken without a restart
-        registry.publish(_spec(tmp_path, "1.2"), "person", "1.2", who="standards")
-        v12 = build_envelope("GA", "GA-001", "1.2", _with_email("lin.xiaomei@example.cn"))
-        submit(context, [v12])
-        wait_until(lambda: len(inbox_ids(context, "MZ")) == 3, message="the 1.2 message")
+        registry.publish(_spec(tmp_path, "1.3"), "person", "1.3", who="standards")
+        v13 = build_envelope("GA", "GA-001", "1.3", _with_email("lin.xiaomei@example.cn"))
+        submit(context, [v13])
+        wait_until(lambda: len(inbox_ids(context, "MZ")) == 3, message="the 1.3 message")
 
-    assert sorted(inbox_ids(context, "MZ")) == sorted([v10.message_id, v11.message_id, v12.message_id])
+    assert sorted(inbox_ids(context, "MZ")) == sorted([v10.message_id, v12.message_id, v13.message_id])
     letters = {d.message_id: d for d in store.list()}
-    assert letters[v10_with_email.message_id].reason == "schema_violation"
-    assert "Email" in letters[v10_with_email.message_id].reason_text  # 1.0 has no e-mail address
+    assert letters[v11_with_email.message_id].reason == "schema_violation"
+    assert "Email" in letters[v11_with_email.message_id].reason_text  # the shipped 1.1 has no e-mail address
     assert letters[unknown.message_id].reason == "unknown_version"
     assert "9.9" in letters[unknown.message_id].reason_text
     assert letters[draft.message_id].reason == "unpublished_version"

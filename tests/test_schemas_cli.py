@@ -23,6 +23,7 @@ from tests.conftest import ROOT
 
 GOVBUS = ROOT / ".venv" / "bin" / "govbus"
 PERSON_XSD = ROOT / "schemas" / "xsd" / "person" / "1.0" / "person.xsd"
+PERSON_11_XSD = ROOT / "schemas" / "xsd" / "person" / "1.1" / "person.xsd"  # the latest shipped version
 PERSON_ITEMS = [
     ("/Person/IdNumber", "公民身份号码"),
     ("/Person/Name", "姓名"),
@@ -35,10 +36,12 @@ PERSON_ITEMS = [
     ("/Person/MaritalStatus", "婚姻状况"),
     ("/Person/RecordUpdatedAt", "源记录更新时间"),
 ]
-# every specification shipped under schemas/xsd, registered as published 1.0 on first start
+# every version of every specification shipped under schemas/xsd, registered as published on first start
 SHIPPED = [
-    (name, "1.0", "published", "BACKWARD", f"urn:zhuhai:govbus:{name}")
-    for name in sorted(p.name for p in XSD_ROOT.iterdir() if p.is_dir() and p.name not in RESERVED)
+    (spec.name, version.name, "published", "BACKWARD", f"urn:zhuhai:govbus:{spec.name}")
+    for spec in sorted((p for p in XSD_ROOT.iterdir() if p.is_dir() and p.name not in RESERVED), key=lambda p: p.name)
+    for version in sorted((v for v in spec.iterdir() if (v / f"{spec.name}.xsd").is_file()),
+                          key=lambda v: tuple(int(x) for x in v.name.split(".")))
 ]
 
 
@@ -100,10 +103,10 @@ def statuses(data_dir: Path, database_url: str | None = None) -> list[tuple[str,
 
 
 def person_variant(folder: Path, edit: str) -> Path:
-    """person.xsd 1.0, copied to `folder` and changed: "email" adds an optional element,
-    "no-phone" removes one."""
+    """person.xsd 1.1 (the latest shipped), copied to `folder` and changed: "email" adds an
+    optional element, "no-phone" removes one."""
     folder.mkdir(parents=True, exist_ok=True)
-    text = PERSON_XSD.read_text(encoding="utf-8")
+    text = PERSON_11_XSD.read_text(encoding="utf-8")
     if edit == "email":
         changed = text.replace('        <xs:element name="RecordUpdatedAt"', EMAIL + '        <xs:element name="RecordUpdatedAt"', 1)
     else:
@@ -123,7 +126,7 @@ def shipped(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def candidates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("candidates")
-    return {"1.1": person_variant(folder / "1.1", "email"), "2.0": person_variant(folder / "2.0", "no-phone")}
+    return {"1.2": person_variant(folder / "1.2", "email"), "2.0": person_variant(folder / "2.0", "no-phone")}
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -132,6 +135,7 @@ def candidates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def test_list_shows_the_shipped_specifications_published(shipped: Path) -> None:
     rows = listed(shipped)
     assert [(n, v, s, m, ns) for n, v, s, m, _, ns in rows] == SHIPPED
+    assert {(n, v) for n, v, *_ in rows} >= {("person", "1.0"), ("person", "1.1"), ("legal-entity", "1.1")}
     assert all(published != "-" for *_, published, _ in rows)
 
 
@@ -206,7 +210,7 @@ def test_dictionary_as_an_html_page_written_to_a_file(shipped: Path, tmp_path: P
 
 
 def test_check_a_compatible_file(shipped: Path, candidates: dict[str, Path]) -> None:
-    result = run(shipped, "schemas", "check", candidates["1.1"], "--against", "person")
+    result = run(shipped, "schemas", "check", candidates["1.2"], "--against", "person")
     assert ok(result).strip() == "person.xsd is BACKWARD compatible with person"
     assert result.stderr == ""
 
@@ -214,18 +218,19 @@ def test_check_a_compatible_file(shipped: Path, candidates: dict[str, Path]) -> 
 def test_check_an_incompatible_file_prints_the_findings(shipped: Path, candidates: dict[str, Path]) -> None:
     result = run(shipped, "schemas", "check", candidates["2.0"], "--against", "person:2.0")
     line = error_line(result, 1)
-    assert "1 incompatibility" in line
+    assert "2 incompatibilities" in line  # the phone number, on its own and in a batch
     assert "is not BACKWARD compatible with person" in result.stdout
     assert "element-removed at /Person/Phone" in result.stdout
-    assert "against 1.0, backward" in result.stdout
+    assert "element-removed at /PersonBatch/Person/Phone" in result.stdout
+    assert "against 1.1, backward" in result.stdout
 
 
 @pytest.mark.parametrize(
     "candidate, mode, code, finding",
     [
-        ("1.1", "FORWARD", 1, "element-removed at /Person/Email"),  # a 1.0 reader refuses the new element
-        ("2.0", "FORWARD", 0, None),  # a 1.0 reader does not need the optional phone
-        ("1.1", "full", 1, "element-removed at /Person/Email"),  # modes are case-insensitive
+        ("1.2", "FORWARD", 1, "element-removed at /Person/Email"),  # a 1.1 reader refuses the new element
+        ("2.0", "FORWARD", 0, None),  # a 1.1 reader does not need the optional phone
+        ("1.2", "full", 1, "element-removed at /Person/Email"),  # modes are case-insensitive
     ],
 )
 def test_check_under_a_mode(shipped: Path, candidates: dict[str, Path], candidate: str, mode: str, code: int,
@@ -243,21 +248,21 @@ def test_check_under_a_mode(shipped: Path, candidates: dict[str, Path], candidat
     "args, says",
     [
         (("check", "{missing}", "--against", "person"), "does not exist"),
-        (("check", "{v11}", "--against", "nobody"), "no data specification named 'nobody'"),
-        (("check", "{v11}", "--against", "person", "--mode", "SIDEWAYS"), "SIDEWAYS"),
-        (("check", "{v11}", "--against", "person:one"), "one"),
+        (("check", "{v12}", "--against", "nobody"), "no data specification named 'nobody'"),
+        (("check", "{v12}", "--against", "person", "--mode", "SIDEWAYS"), "SIDEWAYS"),
+        (("check", "{v12}", "--against", "person:one"), "one"),
         (("check", "{not_a_schema}", "--against", "person"), "is not an XML Schema"),
-        (("check", "{v11}"), "--against"),
+        (("check", "{v12}"), "--against"),
         (("show", "nobody"), "no data specification named 'nobody'"),
-        (("show", "person", "9.9"), "has no version '9.9' (known: 1.0)"),
+        (("show", "person", "9.9"), "has no version '9.9' (known: 1.0, 1.1)"),
         (("dictionary", "person", "9.9", "--format", "json"), "has no version '9.9'"),
         (("dictionary", "person", "1.0", "--format", "pdf"), "pdf"),
-        (("deprecate", "person", "9.9"), "has no version '9.9' (known: 1.0)"),
+        (("deprecate", "person", "9.9"), "has no version '9.9' (known: 1.0, 1.1)"),
         (("deprecate", "nobody", "1.0"), "no data specification named 'nobody'"),
-        (("publish", "{v11}", "--name", "Person!", "--version", "1.1"), "is not a specification name"),
-        (("publish", "{v11}", "--name", "person", "--version", "1.1.1"), "is not a version"),
-        (("publish", "{v11}", "--name", "person", "--version", "1.1", "--mode", "SIDEWAYS"), "SIDEWAYS"),
-        (("publish", "{fetches}", "--name", "person", "--version", "1.1"), "nothing is fetched from the network"),
+        (("publish", "{v12}", "--name", "Person!", "--version", "1.2"), "is not a specification name"),
+        (("publish", "{v12}", "--name", "person", "--version", "1.2.1"), "is not a version"),
+        (("publish", "{v12}", "--name", "person", "--version", "1.2", "--mode", "SIDEWAYS"), "SIDEWAYS"),
+        (("publish", "{fetches}", "--name", "person", "--version", "1.2"), "nothing is fetched from the network"),
     ],
     ids=lambda value: " ".join(value) if isinstance(value, tuple) else None,
 )
@@ -275,7 +280,7 @@ def test_usage_and_input_errors_exit_2_with_one_line(
         ),
         encoding="utf-8",
     )
-    files = {"missing": tmp_path / "missing.xsd", "v11": candidates["1.1"], "not_a_schema": not_a_schema, "fetches": fetches}
+    files = {"missing": tmp_path / "missing.xsd", "v12": candidates["1.2"], "not_a_schema": not_a_schema, "fetches": fetches}
     result = run(shipped, "schemas", *(a.format(**files) for a in args))
     assert says in error_line(result, 2)
     assert result.stdout == ""
@@ -287,20 +292,23 @@ def test_usage_and_input_errors_exit_2_with_one_line(
 
 
 def test_publish_a_compatible_version_then_again_is_nothing_to_do(tmp_path: Path) -> None:
-    v11 = person_variant(tmp_path / "handed-in" / "1.1", "email")
-    out = ok(run(tmp_path, "schemas", "publish", v11, "--name", "person", "--version", "1.1"))
-    assert out.strip() == "person 1.1 published (BACKWARD)"
+    v12 = person_variant(tmp_path / "handed-in" / "1.2", "email")
+    out = ok(run(tmp_path, "schemas", "publish", v12, "--name", "person", "--version", "1.2"))
+    assert out.strip() == "person 1.2 published (BACKWARD)"
     after = listed(tmp_path)
-    assert [row[:3] for row in after] == shipped_with(None, ("person", "1.1", "published"))
+    assert [row[:3] for row in after] == shipped_with(None, ("person", "1.2", "published"))
     assert {row[3] for row in after} == {"BACKWARD"}
-    again = ok(run(tmp_path, "schemas", "publish", v11, "--name", "person", "--version", "1.1"))
-    assert again.strip() == "person 1.1 is published already with these files: nothing to do"
+    again = ok(run(tmp_path, "schemas", "publish", v12, "--name", "person", "--version", "1.2"))
+    assert again.strip() == "person 1.2 is published already with these files: nothing to do"
     shipped = ok(run(tmp_path, "schemas", "publish", PERSON_XSD, "--name", "person", "--version", "1.0"))
+    assert "nothing to do" in shipped
+    shipped = ok(run(tmp_path, "schemas", "publish", PERSON_11_XSD, "--name", "person", "--version", "1.1"))
     assert "nothing to do" in shipped
     assert listed(tmp_path) == after  # not even the publication time changed
 
     # the new item is in the new version only
-    assert "电子邮箱" in ok(run(tmp_path, "schemas", "show", "person", "1.1"))
+    assert "电子邮箱" in ok(run(tmp_path, "schemas", "show", "person", "1.2"))
+    assert "电子邮箱" not in ok(run(tmp_path, "schemas", "show", "person", "1.1"))
     assert "电子邮箱" not in ok(run(tmp_path, "schemas", "show", "person", "1.0"))
 
 
@@ -309,8 +317,9 @@ def test_an_incompatible_version_is_refused_with_its_findings_and_not_registered
     v20 = person_variant(tmp_path / "handed-in" / "2.0", "no-phone")
     result = run(tmp_path, "schemas", "publish", v20, "--name", "person", "--version", "2.0")
     assert "person 2.0 not published" in error_line(result, 1)
-    assert "refused: person 2.0 is not BACKWARD compatible: 1 finding(s)" in result.stdout
+    assert "refused: person 2.0 is not BACKWARD compatible: 2 finding(s)" in result.stdout
     assert "element-removed at /Person/Phone" in result.stdout
+    assert "element-removed at /PersonBatch/Person/Phone" in result.stdout
     assert listed(tmp_path) == before
     assert "has no version '2.0'" in error_line(run(tmp_path, "schemas", "show", "person", "2.0"), 2)
 
@@ -321,25 +330,26 @@ def test_an_incompatible_version_is_refused_with_its_findings_and_not_registered
 
 
 def test_other_files_under_a_registered_version_are_refused(tmp_path: Path) -> None:
-    v11 = person_variant(tmp_path / "handed-in", "email")
-    result = run(tmp_path, "schemas", "publish", v11, "--name", "person", "--version", "1.0")
-    assert "a change needs a new version" in error_line(result, 2)
+    v12 = person_variant(tmp_path / "handed-in", "email")
+    for shipped in ("1.0", "1.1"):
+        result = run(tmp_path, "schemas", "publish", v12, "--name", "person", "--version", shipped)
+        assert "a change needs a new version" in error_line(result, 2)
     assert statuses(tmp_path) == [row[:3] for row in SHIPPED]
 
 
 def test_a_draft_is_listed_as_draft_and_published_later_with_the_same_file(tmp_path: Path) -> None:
-    v11 = person_variant(tmp_path / "handed-in" / "1.1", "email")
-    out = ok(run(tmp_path, "schemas", "publish", v11, "--name", "person", "--version", "1.1", "--draft"))
-    assert out.strip() == "person 1.1 registered as a draft"
-    draft = [row for row in listed(tmp_path) if row[:2] == ("person", "1.1")]
-    assert draft == [("person", "1.1", "draft", "BACKWARD", "-", "urn:zhuhai:govbus:person")]
-    assert "person 1.1 (draft, BACKWARD)" in ok(run(tmp_path, "schemas", "show", "person", "1.1"))
-    assert '"status": "draft"' in ok(run(tmp_path, "schemas", "dictionary", "person", "1.1", "--format", "json"))
-    assert "nothing to do" in ok(run(tmp_path, "schemas", "publish", v11, "--name", "person", "--version", "1.1", "--draft"))
+    v12 = person_variant(tmp_path / "handed-in" / "1.2", "email")
+    out = ok(run(tmp_path, "schemas", "publish", v12, "--name", "person", "--version", "1.2", "--draft"))
+    assert out.strip() == "person 1.2 registered as a draft"
+    draft = [row for row in listed(tmp_path) if row[:2] == ("person", "1.2")]
+    assert draft == [("person", "1.2", "draft", "BACKWARD", "-", "urn:zhuhai:govbus:person")]
+    assert "person 1.2 (draft, BACKWARD)" in ok(run(tmp_path, "schemas", "show", "person", "1.2"))
+    assert '"status": "draft"' in ok(run(tmp_path, "schemas", "dictionary", "person", "1.2", "--format", "json"))
+    assert "nothing to do" in ok(run(tmp_path, "schemas", "publish", v12, "--name", "person", "--version", "1.2", "--draft"))
 
-    out = ok(run(tmp_path, "schemas", "publish", v11, "--name", "person", "--version", "1.1"))
-    assert out.strip() == "person 1.1 published from its draft (BACKWARD)"
-    [promoted] = [row for row in listed(tmp_path) if row[:2] == ("person", "1.1")]
+    out = ok(run(tmp_path, "schemas", "publish", v12, "--name", "person", "--version", "1.2"))
+    assert out.strip() == "person 1.2 published from its draft (BACKWARD)"
+    [promoted] = [row for row in listed(tmp_path) if row[:2] == ("person", "1.2")]
     assert promoted[2] == "published" and promoted[4] != "-"
 
 
@@ -364,10 +374,10 @@ def test_deprecate_then_list_shows_it_deprecated(tmp_path: Path) -> None:
 
 
 def test_a_draft_cannot_be_deprecated(tmp_path: Path) -> None:
-    v11 = person_variant(tmp_path / "handed-in", "email")
-    ok(run(tmp_path, "schemas", "publish", v11, "--name", "person", "--version", "1.1", "--draft"))
-    assert "is a draft" in error_line(run(tmp_path, "schemas", "deprecate", "person", "1.1"), 2)
-    assert ("person", "1.1", "draft") in statuses(tmp_path)
+    v12 = person_variant(tmp_path / "handed-in", "email")
+    ok(run(tmp_path, "schemas", "publish", v12, "--name", "person", "--version", "1.2", "--draft"))
+    assert "is a draft" in error_line(run(tmp_path, "schemas", "deprecate", "person", "1.2"), 2)
+    assert ("person", "1.2", "draft") in statuses(tmp_path)
 
 
 # -- on PostgreSQL, seen from another machine ---------------------------------------------------
@@ -379,18 +389,20 @@ def test_on_postgresql_every_machine_sees_the_same_versions(pg_url: str, tmp_pat
     here.mkdir()
     elsewhere.mkdir()
     assert [row[:3] for row in listed(here, pg_url)] == shipped_with()
-    v11 = person_variant(tmp_path / "handed-in" / "1.1", "email")
+    v12 = person_variant(tmp_path / "handed-in" / "1.2", "email")
     v20 = person_variant(tmp_path / "handed-in" / "2.0", "no-phone")
-    assert "published" in ok(run(here, "schemas", "publish", v11, "--name", "person", "--version", "1.1", database_url=pg_url))
+    assert "published" in ok(run(here, "schemas", "publish", v12, "--name", "person", "--version", "1.2", database_url=pg_url))
     result = run(here, "schemas", "publish", v20, "--name", "person", "--version", "2.0", database_url=pg_url)
     error_line(result, 1)
     assert "element-removed at /Person/Phone" in result.stdout
     ok(run(here, "schemas", "deprecate", "person", "1.0", database_url=pg_url))
     shutil.rmtree(tmp_path / "handed-in")  # what was handed in is gone; the database keeps it
 
-    assert statuses(elsewhere, pg_url) == shipped_with({("person", "1.0"): "deprecated"}, ("person", "1.1", "published"))
-    show = ok(run(elsewhere, "schemas", "show", "person", "1.1", database_url=pg_url))
+    assert statuses(elsewhere, pg_url) == shipped_with({("person", "1.0"): "deprecated"}, ("person", "1.2", "published"))
+    show = ok(run(elsewhere, "schemas", "show", "person", "1.2", database_url=pg_url))
     assert re.search(r"^/Person/Email\s+电子邮箱\s+string", show, re.MULTILINE)
-    document = json.loads(ok(run(elsewhere, "schemas", "dictionary", "person", "1.1", "--format", "json", database_url=pg_url)))
-    assert [i["path"] for i in document["items"]][-2:] == ["/Person/Email", "/Person/RecordUpdatedAt"]
+    document = json.loads(ok(run(elsewhere, "schemas", "dictionary", "person", "1.2", "--format", "json", database_url=pg_url)))
+    paths = [i["path"] for i in document["items"]]
+    for record in ("/Person/", "/PersonBatch/Person/"):  # a record on its own and in a batch
+        assert [p for p in paths if p.startswith(record) and "@" not in p][-2:] == [record + "Email", record + "RecordUpdatedAt"]
     assert "has no version '2.0'" in error_line(run(elsewhere, "schemas", "show", "person", "2.0", database_url=pg_url), 2)

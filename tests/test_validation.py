@@ -356,7 +356,7 @@ def test_specifications_and_versions():
     shipped = sorted(p.name for p in XSD_ROOT.iterdir() if p.is_dir() and p.name not in RESERVED)
     assert {"legal-entity", "person"} <= set(shipped)
     assert SCHEMAS.specifications() == shipped
-    assert SCHEMAS.versions("person") == ["1.0"]
+    assert SCHEMAS.versions("person") == ["1.0", "1.1"]
 
 
 @pytest.mark.parametrize("name", ["marriage", "Person", "envelopes", "../person", "person/1.0", ""])
