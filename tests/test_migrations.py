@@ -15,9 +15,11 @@ from bus.db import metadata as bus_metadata
 from bus.db import migrate
 from adapters.tables import metadata as adapters_metadata
 from catalog_registry.tables import metadata as catalog_metadata
+from masterdata.tables import metadata as masterdata_metadata
 from schemas.registry import metadata as schemas_metadata
 
-METADATA = {"bus": bus_metadata, "schemas": schemas_metadata, "catalog": catalog_metadata, "adapters": adapters_metadata}
+METADATA = {"bus": bus_metadata, "schemas": schemas_metadata, "catalog": catalog_metadata, "adapters": adapters_metadata,
+            "masterdata": masterdata_metadata}
 
 
 def differences(url: str) -> dict[str, list[object]]:
