@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import catalog, latency, pipeline, schema_check, soap_submit, validate  # noqa: E402
+from bench import bulk_load, catalog, latency, pipeline, schema_check, soap_submit, validate  # noqa: E402
 
 BENCHMARKS = {
     "validate": validate.main,
@@ -22,6 +22,7 @@ BENCHMARKS = {
     "schema-check": schema_check.main,
     "catalog": catalog.main,
     "soap-submit": soap_submit.main,
+    "bulk-load": bulk_load.main,
 }
 
 
