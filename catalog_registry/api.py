@@ -143,6 +143,9 @@ def install(app: FastAPI, context: Context) -> None:
             raise Unauthenticated("log in: HTTP Basic with a catalogue user")
         return catalog.authenticate(credentials.username, credentials.password)
 
+    # Other packages' read routes (the base libraries') log in with the catalogue's users too.
+    app.state.authenticate_basic = lambda username, password: catalog.authenticate(username, password).username
+
     def search_index() -> SearchIndex:
         version = catalog.listing_version()  # not moved by applications: they change no listing
         with index_lock:
