@@ -51,7 +51,7 @@ from tests.test_gateway_soap import serving
 
 GOVBUS = Path(sys.executable).parent / "govbus"
 ROOT = Path(__file__).resolve().parent.parent
-ENTRY_POINTS = {  # what setup.cfg is to declare (see /tmp/prompts/entry-points-queries.txt)
+ENTRY_POINTS = {  # what setup.cfg declares for the base libraries
     "govbus.migrations": ("masterdata", "masterdata.tables:MIGRATIONS"),
     "govbus.commands": ("masterdata", "masterdata.cli:masterdata"),
     "govbus.http": ("masterdata", "masterdata.api:install"),
@@ -130,21 +130,13 @@ def plant(store: MasterData) -> dict[str, Record]:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """The masterdata entry points, declared in a distribution of their own where the installed
-    govbus does not declare them yet. Yields the folder to put on PYTHONPATH."""
-    folder = tmp_path_factory.mktemp("masterdata-query-entry-points")
+def site() -> Path:
+    """The installed govbus declares the base libraries' entry points, so that `govbus serve`
+    and the CLI find them; yields what the subprocesses put on PYTHONPATH."""
     missing = {group: entry for group, entry in ENTRY_POINTS.items()
                if entry[0] not in {ep.name for ep in entry_points(group=group)}}
-    if missing:
-        info = folder / "govbus_masterdata_queries_entry_points-0.0.0.dist-info"
-        info.mkdir()
-        (info / "METADATA").write_text("Metadata-Version: 2.1\nName: govbus-masterdata-queries-entry-points\nVersion: 0.0.0\n")
-        (info / "entry_points.txt").write_text("".join(f"[{g}]\n{n} = {t}\n\n" for g, (n, t) in missing.items()))
-        sys.path.insert(0, str(folder))
-    yield folder
-    if missing:
-        sys.path.remove(str(folder))
+    assert not missing, f"setup.cfg does not declare {missing}"
+    return ROOT
 
 
 @pytest.fixture
