@@ -31,14 +31,11 @@ from __future__ import annotations
 
 import logging
 import re
-import uuid
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import date, datetime, time
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from schemas import ValidationError
 from sqlalchemy import (
     Column, Connection, DateTime, Engine, Integer, LargeBinary, MetaData, String, Table, Text, create_engine, inspect,
     select,
@@ -48,8 +45,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DataError, IntegrityError, NoSuchModuleError, NoSuchTableError, SQLAlchemyError
 
 from bus.db import HeldConnection, IdempotentInsert, db_error_text, utcnow
-from bus.deadletter import DeadLetterStore
-from bus.envelope import Envelope, read_envelope
+from bus.envelope import Envelope
 from bus.errors import BusError, ConfigError, TransientError
 
 from adapters.base import Health, InboundAdapter, OutboundAdapter, Setting
@@ -329,20 +325,9 @@ class FrontDbInbound(InboundAdapter):
         """Store a refused row as a dead letter (once per row, however often it is read) and log it."""
         assert receipt.failure is not None
         where = f"row {self.config['incremental_column']}={value} of {self.config['table']}"
-        failure = replace(receipt.failure, message=f"{receipt.failure.message} ({where})")
-        try:
-            env, _ = read_envelope(body, self.context.parser, self.context.schemas)
-            sender, resource = env.sender, env.resource
-        except ValidationError:
-            sender = resource = None
-        names = self.context.names
-        stored = DeadLetterStore(self.context.engine).add(
-            body, failure, stage=f"adapter {self.name}"[:32], origin_exchange=names.ingress_exchange(),
-            origin_routing_key=f"{sender}.{resource}" if sender else "", message_id=receipt.message_id,
-            sender=sender, resource=resource,
-            dead_letter_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"frontdb|{self.name}|{value}")),
-        )
-        log.warning("%s: %s refused, dead letter #%s: %s: %s", self.name, where, stored, failure.code, failure.describe())
+        stored = self.submitter.dead_letter(body, receipt, self.name, key=value, where=where)
+        log.warning("%s: %s refused, dead letter #%s: %s: %s", self.name, where, stored, receipt.failure.code,
+                    receipt.failure.describe())
 
 
 class FrontDbOutbound(OutboundAdapter):

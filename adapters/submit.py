@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from schemas import ValidationError
@@ -128,21 +128,27 @@ class Submitter:
             out.append(Receipt(env.message_id, failure))
         return out
 
-    def dead_letter(self, data: bytes, receipt: Receipt, adapter: str) -> int:
+    def dead_letter(self, data: bytes, receipt: Receipt, adapter: str, *, key: str | None = None,
+                    where: str | None = None) -> int:
         """Keep a record that an inbound adapter read and the ingress refused as a dead letter,
         so that nothing is lost silently: operators see it with its reason (`govbus dlq list`),
         and once the cause is fixed, replay it to the ingress. Stored once per adapter and
-        record, however often it is read again. Returns the dead letter's id."""
-        assert receipt.failure is not None, "only refusals are dead letters"
+        record (`key`: the record's own identity in its source; by default its message id,
+        else its content), however often it is read again; `where` says which record it was.
+        Returns the dead letter's id."""
+        failure = receipt.failure
+        assert failure is not None, "only refusals are dead letters"
+        if where:
+            failure = replace(failure, message=f"{failure.message} ({where})")
         try:
             env, _ = read_envelope(data, self._stage.parser, self._stage.schemas)
             sender, resource = env.sender, env.resource
         except ValidationError:
             sender = resource = None
-        key = receipt.message_id or hashlib.sha256(data).hexdigest()
+        key = key or receipt.message_id or hashlib.sha256(data).hexdigest()
         names = self.context.names
         return DeadLetterStore(self.context.engine).add(
-            data, receipt.failure, stage=f"adapter {adapter}"[:32], origin_exchange=names.ingress_exchange(),
+            data, failure, stage=f"adapter {adapter}"[:32], origin_exchange=names.ingress_exchange(),
             origin_routing_key=f"{sender}.{resource}" if sender else "unknown", message_id=receipt.message_id,
             sender=sender, resource=resource, dead_letter_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"adapter|{adapter}|{key}")),
         )
