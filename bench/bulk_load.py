@@ -45,24 +45,7 @@ from bench.common import GOVBUS, bench_line, scratch_database, scratch_vhost
 ROOT = Path(__file__).resolve().parent.parent
 RESIDENTS, ENTITIES = 2_500_000, 400_000  # Zhuhai
 ROWS_PER_PERSON_GUESS = 2.53  # generator: records of all five extracts per person simulated
-ROUTES = """
-[departments.GA]
-name = "市公安局"
-[departments.MZ]
-name = "市民政局"
-[departments.RS]
-name = "市人社局"
-[departments.GS]
-name = "市工商局"
-[departments.GSW]
-name = "市国税局"
-[departments.RKK]
-name = "人口库"
-outbound = "masterdata"
-[departments.FRK]
-name = "法人库"
-outbound = "masterdata"
-"""
+ROUTES = ROOT / "examples" / "masterdata" / "routes.toml"  # the five extracts' resources, RKK and FRK subscribing
 STAGES = ("ingress", "router", "deliver")
 
 
@@ -74,19 +57,6 @@ def generator():  # type: ignore[no-untyped-def]
     return module
 
 
-RESOURCES = {"GA": "户籍人口信息", "MZ": "婚姻登记人口信息", "RS": "社会保险参保人员信息", "GS": "企业登记信息",
-             "GSW": "税务登记信息"}
-
-
-def routes(extracts: dict[str, tuple[str, Path, int]]) -> str:
-    """Each department provides its extract as <code>-001; 人口库 and 法人库 subscribe."""
-    text_ = ROUTES
-    for department, (kind, _, _) in extracts.items():
-        spec, library = ("person", "RKK") if kind == "person" else ("legal-entity", "FRK")
-        text_ += (f'[resources."{department}-001"]\nname = "{RESOURCES.get(department, department)}"\n'
-                  f'provider = "{department}"\nspecification = "{spec}"\n'
-                  f'[[subscriptions]]\nresource = "{department}-001"\nsubscriber = "{library}"\n')
-    return text_
 
 
 # -- COPY ----------------------------------------------------------------------------------------
@@ -189,9 +159,8 @@ def measure_govbus(extracts: dict[str, tuple[str, Path, int]], folder: Path,
     profiles and what PostgreSQL was busy with."""
     rows = sum(n for _, _, n in extracts.values())
     with scratch_vhost() as url, scratch_database() as database:
-        (folder / "routes.toml").write_text(routes(extracts), encoding="utf-8")
         env = {**os.environ, "GOVBUS_BROKER_URL": url, "GOVBUS_DATABASE_URL": database, "GOVBUS_PREFIX": "bench",
-               "GOVBUS_ROUTES": str(folder / "routes.toml"), "GOVBUS_DATA_DIR": str(folder / "data")}
+               "GOVBUS_ROUTES": str(ROUTES), "GOVBUS_DATA_DIR": str(folder / "data")}
         subprocess.run([GOVBUS, "topology", "declare"], env=env, check=True, stdout=subprocess.DEVNULL)
         profiles = {stage: folder / f"{stage}.prof" for stage in STAGES} if profile else {}
         workers = {}

@@ -49,75 +49,7 @@ RESOURCE = {"GA": "GA-001", "MZ": "MZ-001", "RS": "RS-001", "GS": "GS-001", "GSW
 KIND_OF = {"GA": PERSON, "MZ": PERSON, "RS": PERSON, "GS": ENTITY, "GSW": ENTITY}
 LIBRARY = {PERSON: "RKK", ENTITY: "FRK"}
 ANOMALY = "code_nonconforming_check_character"
-ROUTES = """
-[departments.GA]
-name = "市公安局"
-
-[departments.MZ]
-name = "市民政局"
-
-[departments.RS]
-name = "市人社局"
-
-[departments.GS]
-name = "市工商局"
-
-[departments.GSW]
-name = "市国税局"
-
-[departments.RKK]
-name = "人口库"
-outbound = "masterdata"
-
-[departments.FRK]
-name = "法人库"
-outbound = "masterdata"
-
-[resources."GA-001"]
-name = "户籍人口信息"
-provider = "GA"
-specification = "person"
-
-[resources."MZ-001"]
-name = "婚姻登记人口信息"
-provider = "MZ"
-specification = "person"
-
-[resources."RS-001"]
-name = "社会保险参保人员信息"
-provider = "RS"
-specification = "person"
-
-[resources."GS-001"]
-name = "企业登记信息"
-provider = "GS"
-specification = "legal-entity"
-
-[resources."GSW-001"]
-name = "纳税人登记信息"
-provider = "GSW"
-specification = "legal-entity"
-
-[[subscriptions]]
-resource = "GA-001"
-subscriber = "RKK"
-
-[[subscriptions]]
-resource = "MZ-001"
-subscriber = "RKK"
-
-[[subscriptions]]
-resource = "RS-001"
-subscriber = "RKK"
-
-[[subscriptions]]
-resource = "GS-001"
-subscriber = "FRK"
-
-[[subscriptions]]
-resource = "GSW-001"
-subscriber = "FRK"
-"""
+ROUTES = (ROOT / "examples" / "masterdata" / "routes.toml").read_text(encoding="utf-8")
 
 
 def _load_generator() -> ModuleType:
