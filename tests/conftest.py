@@ -25,6 +25,8 @@ import psycopg
 import pytest
 from sqlalchemy import select
 
+from adapters.base import Adapter
+from adapters.registry import run_inbound
 from bus.app import STAGES, Context, open_context
 from bus.broker import Broker, publish_confirmed
 from bus.config import RetryPolicy, Settings
@@ -188,3 +190,26 @@ def inbox_ids(context: Context, department: str) -> list[str]:
                 select(inbox.c.message_id).where(inbox.c.department == department).order_by(inbox.c.id)
             ).scalars()
         )
+
+
+@contextlib.contextmanager
+def polling(context: Context, adapter: Adapter) -> Iterator[None]:
+    """Run an inbound adapter as `govbus adapters run` does, in a thread, for the block."""
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            run_inbound([adapter], context, stop)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(30)
+    if errors:
+        raise errors[0]

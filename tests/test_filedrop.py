@@ -4,20 +4,17 @@ Run on the in-memory transport and on RabbitMQ; `govbus adapters check` through 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import adapters.filedrop
 from adapters.filedrop import FileDrop
-from adapters.registry import AdapterSpec, build, run_inbound
+from adapters.registry import AdapterSpec, build
 from bus.app import Context
 from bus.envelope import Envelope, build_envelope
 
-from tests.conftest import DATA, ROOT, inbox_ids, running, wait_until
+from tests.conftest import DATA, ROOT, inbox_ids, polling, running, wait_until
 from tests.samples import legal_entity, person_envelope
 
 GOVBUS = ROOT / ".venv" / "bin" / "govbus"
@@ -28,29 +25,6 @@ def file_drop(context: Context, folder: Path, **settings: str) -> FileDrop:
                     context)
     assert isinstance(adapter, FileDrop)
     return adapter
-
-
-@contextlib.contextmanager
-def polling(context: Context, adapter: FileDrop) -> Iterator[None]:
-    """Run the adapter as `govbus adapters run` does, in a thread, for the block."""
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            run_inbound([adapter], context, stop)
-        except BaseException as exc:  # surfaced below
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(30)
-    if errors:
-        raise errors[0]
 
 
 def drop(folder: Path, name: str, env: Envelope) -> Path:

@@ -5,7 +5,6 @@ table once each; wrong settings stop it at start, naming them."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import threading
@@ -28,7 +27,7 @@ from bus.envelope import Envelope, build_envelope
 from bus.errors import ConfigError, TransientError
 from bus.routing import Department
 
-from tests.conftest import DATA, PG_ADMIN, ROOT, inbox_ids, make_settings, running, submit, wait_until
+from tests.conftest import DATA, PG_ADMIN, ROOT, inbox_ids, make_settings, polling, running, submit, wait_until
 from tests.samples import legal_entity, person_envelope, random_people
 
 GOVBUS = ROOT / ".venv" / "bin" / "govbus"
@@ -81,29 +80,6 @@ def reader(context: Context, url: str, **settings: str) -> FrontDbInbound:
     adapter = build(AdapterSpec("ga-frontdb", "frontdb_in", "GA", values), context)
     assert isinstance(adapter, FrontDbInbound)
     return adapter
-
-
-@contextlib.contextmanager
-def polling(context: Context, adapter: FrontDbInbound) -> Iterator[None]:
-    """Run the adapter as `govbus adapters run` does, in a thread, for the block."""
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            run_inbound([adapter], context, stop)
-        except BaseException as exc:  # surfaced below
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(30)
-    if errors:
-        raise errors[0]
 
 
 def received(context: Context, department: str, count: int) -> list[str]:
